@@ -1,0 +1,1 @@
+"""The admin API (aiohttp): accounts, organisations, apps, keys, billing; serves the inbox."""

@@ -1,0 +1,1 @@
+"""Convot: shared foundation (configuration, database, logging, embedded servers, CLI)."""

@@ -1,0 +1,282 @@
+"""Configuration: defaults from ``configs/convot.toml``, overridden by ``CONVOT_*`` variables.
+
+Loaded and validated once at start-up, then frozen.  Every value has one name,
+``<section>.<key>``, and one environment variable, ``CONVOT_<SECTION>_<KEY>`` (upper case).
+A bad or unknown value raises :class:`ConfigError` whose message names the key and what was
+expected, so start-up stops with one clear line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = REPO_ROOT / "configs" / "convot.toml"
+
+# Variables with the CONVOT_ prefix that are not configuration keys.
+_RESERVED_ENV = {"CONVOT_CONFIG"}
+_RESERVED_ENV_PREFIXES = ("CONVOT_TEST_",)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; the message names the key."""
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "a port number from 0 to 65535"
+
+
+def _positive(value: int | float) -> str | None:
+    return None if value > 0 else "a number greater than 0"
+
+
+def _non_negative(value: int | float) -> str | None:
+    return None if value >= 0 else "a number of 0 or more"
+
+
+def _one_of(*choices: str):
+    def check(value: str) -> str | None:
+        return None if value in choices else "one of " + ", ".join(choices)
+
+    return check
+
+
+def _url(*schemes: str):
+    def check(value: str) -> str | None:
+        if value == "":
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        return None if scheme in schemes else "a URL starting with " + " or ".join(s + "://" for s in schemes)
+
+    return check
+
+
+def _between(lo: int, hi: int):
+    def check(value: int) -> str | None:
+        return None if lo <= value <= hi else f"a number from {lo} to {hi}"
+
+    return check
+
+
+def setting(default: Any, check=None, doc: str = ""):
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    dir: str = setting(".convot", doc="folder of the embedded servers' data and generated secrets")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = setting("", _url("postgresql", "postgres"), "services' role; empty = embedded PostgreSQL")
+    migrate_url: str = setting("", _url("postgresql", "postgres"), "owner role for migrations; empty = url")
+    pool_min: int = setting(2, _positive)
+    pool_max: int = setting(10, _positive)
+    command_timeout: float = setting(30.0, _positive)
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = setting("", _url("redis", "rediss", "unix"), "empty = embedded Redis")
+    cluster: bool = setting(False, doc="connect with the Redis Cluster client")
+    max_connections: int = setting(64, _positive)
+
+
+@dataclass(frozen=True)
+class EmbeddedSettings:
+    postgres_port: int = setting(54329, _port)
+    redis_port: int = setting(63799, _port)
+    smtp_port: int = setting(8025, _port, "local catch-all SMTP server of `convot up`")
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = setting("127.0.0.1")
+    port: int = setting(8765, _port)
+    metrics_port: int = setting(9101, _port)
+    max_frame_bytes: int = setting(65536, _positive, "larger frames close the socket (1009)")
+    max_message_chars: int = setting(8000, _positive, "longer message bodies are refused")
+    rate_limit_per_second: float = setting(20.0, _positive, "frames a socket may send per second")
+    rate_limit_burst: int = setting(60, _positive)
+    send_queue_frames: int = setting(2048, _positive, "outgoing frames buffered per socket before it is cut")
+    auth_timeout: float = setting(10.0, _positive, "seconds a socket has to authenticate")
+    drain_seconds: float = setting(10.0, _non_negative)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    shards: int = setting(16, _between(1, 16384), "number of Redis streams messages are sharded over")
+    workers: int = setting(1, _positive, "worker processes started by `convot up`")
+    metrics_port: int = setting(9102, _port)
+    batch_max: int = setting(1000, _positive, "entries persisted per PostgreSQL transaction")
+    claim_idle_ms: int = setting(15000, _positive, "pending entries idle this long are taken over")
+    stream_retention: int = setting(100000, _positive, "persisted entries kept in Redis per shard")
+
+
+@dataclass(frozen=True)
+class AdminApiSettings:
+    host: str = setting("127.0.0.1")
+    port: int = setting(8080, _port)
+    public_url: str = setting("http://127.0.0.1:8080", _url("http", "https"))
+    gateway_public_url: str = setting("ws://127.0.0.1:8765", _url("ws", "wss"))
+    tls_cert: str = setting("", doc="PEM certificate: serve TLS 1.2+ directly")
+    tls_key: str = setting("")
+    development: bool = setting(False, doc="relaxes https-only rules for webhooks; set by `convot up`")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    issuer: str = setting("convot")
+    audience: str = setting("convot-gateway")
+    widget_token_ttl: int = setting(600, _between(30, 900), "seconds; widget tokens live at most 15 minutes")
+    agent_token_ttl: int = setting(900, _between(30, 3600))
+    jwt_private_keys: str = setting("", doc="kid=Ed25519 PEM path,...; first signs; empty = generated under data.dir")
+    jwt_public_keys: str = setting("", doc="kid=PEM path,...; gateways verify with these; empty = from private keys")
+    encryption_keys: str = setting("", doc="kid=base64 32 bytes,...; first encrypts; empty = generated")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = setting("127.0.0.1")
+    port: int = setting(8025, _port)
+    sender: str = setting("Convot <no-reply@convot.localhost>")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    format: str = setting("json", _one_of("json", "human"))
+    level: str = setting("info", _one_of("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataSettings = DataSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    embedded: EmbeddedSettings = EmbeddedSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    engine: EngineSettings = EngineSettings()
+    admin_api: AdminApiSettings = AdminApiSettings()
+    auth: AuthSettings = AuthSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    log: LogSettings = LogSettings()
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data.dir).resolve()
+
+    def replace(self, **sections: Mapping[str, Any]) -> "Config":
+        """A copy with some keys changed, validated like the original (used by tests and `up`)."""
+        changes = {}
+        for name, values in sections.items():
+            current = getattr(self, name)
+            changes[name] = _build_section(name, type(current), {**dataclasses.asdict(current), **values})
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(key: str, typ: type, raw: Any, from_env: bool) -> Any:
+    expected = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}[typ]
+    if typ is bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_env and isinstance(raw, str) and raw.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return raw.lower() in {"1", "true", "yes", "on"}
+        raise ConfigError(f"config {key}: expected {expected}, got {raw!r}")
+    if typ is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"config {key}: expected {expected}, got {raw!r}")
+        if isinstance(raw, int):
+            return raw
+        if from_env and isinstance(raw, str):
+            try:
+                return int(raw.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"config {key}: expected {expected}, got {raw!r}")
+    if typ is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        if from_env and isinstance(raw, str):
+            try:
+                return float(raw.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"config {key}: expected {expected}, got {raw!r}")
+    if not isinstance(raw, str):
+        raise ConfigError(f"config {key}: expected {expected}, got {raw!r}")
+    return raw
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, Any], from_env: frozenset[str] = frozenset()):
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"config {name}.{key}: unknown key (known: {', '.join(sorted(known))})")
+    kwargs = {}
+    for key, f in known.items():
+        if key not in values:
+            continue
+        full = f"{name}.{key} (env CONVOT_{name.upper()}_{key.upper()})"
+        value = _coerce(full, hints[key], values[key], key in from_env)
+        check = f.metadata.get("check")
+        if check is not None:
+            problem = check(value)
+            if problem:
+                raise ConfigError(f"config {full}: expected {problem}, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file, apply ``CONVOT_*`` overrides, validate everything, return it frozen."""
+    env = os.environ if env is None else env
+    path = Path(path or env.get("CONVOT_CONFIG") or DEFAULT_CONFIG_FILE)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found (set CONVOT_CONFIG to a TOML file)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML ({exc})") from None
+
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    hints = get_type_hints(Config)
+    for name in raw:
+        if name not in sections:
+            raise ConfigError(f"config [{name}]: unknown section (known: {', '.join(sorted(sections))})")
+        if not isinstance(raw[name], dict):
+            raise ConfigError(f"config {name}: expected a [table]")
+
+    env_values: dict[str, dict[str, str]] = {}
+    for var, value in env.items():
+        if not var.startswith("CONVOT_") or var in _RESERVED_ENV or var.startswith(_RESERVED_ENV_PREFIXES):
+            continue
+        rest = var[len("CONVOT_"):].lower()
+        for name in sorted(sections, key=len, reverse=True):
+            if rest.startswith(name + "_"):
+                env_values.setdefault(name, {})[rest[len(name) + 1:]] = value
+                break
+        else:
+            raise ConfigError(f"environment {var}: no such configuration key")
+
+    built = {}
+    for name in sections:
+        values = dict(raw.get(name, {}))
+        overrides = env_values.get(name, {})
+        for key in overrides:
+            if key not in {f.name for f in dataclasses.fields(hints[name])}:
+                raise ConfigError(f"environment CONVOT_{name.upper()}_{key.upper()}: no such configuration key")
+        values.update(overrides)
+        built[name] = _build_section(name, hints[name], values, frozenset(overrides))
+    config = Config(**built)
+    if config.database.pool_min > config.database.pool_max:
+        raise ConfigError("config database.pool_min: expected at most database.pool_max")
+    return config

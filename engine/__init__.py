@@ -1,0 +1,1 @@
+"""The engine: sharded Redis Streams router, persistence workers, control events."""
