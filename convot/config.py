@@ -156,6 +156,34 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class ShopifySettings:
+    api_base: str = setting("https://partners.shopify.com", _url("http", "https"), "Partner API origin (tests point it at a fake)")
+    api_version: str = setting("2025-07", doc="Partner API version in the GraphQL URL")
+    poll_interval: float = setting(900.0, _positive, "seconds between incremental syncs of one connection")
+    page_size: int = setting(100, _between(1, 100), "items per GraphQL page")
+    overlap_seconds: int = setting(3600, _non_negative, "each incremental sync re-reads this far back; duplicates are dropped by id")
+    request_timeout: float = setting(30.0, _positive, "seconds for one Partner API request, connect included")
+    requests_per_second: float = setting(4.0, _positive, "client-side pace per connection (the Partner API allows 4)")
+    throttle_retries: int = setting(6, _non_negative, "retries of one throttled request before the run fails")
+    max_backoff: float = setting(60.0, _positive, "longest wait in seconds after one throttled answer")
+    retry_base: float = setting(30.0, _positive, "seconds before retrying a failed run; doubles per failure, capped at poll_interval")
+    max_failures: int = setting(12, _positive, "consecutive failed runs after which a connection stops until 'sync now'")
+    concurrency: int = setting(2, _positive, "connections synced at the same time by one process")
+    event_retention_days: int = setting(365, _positive, "lifecycle events older than this are folded into the merchant and deleted")
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    stripe_api_base: str = setting("https://api.stripe.com", _url("http", "https"), "Stripe API origin (tests point it at a fake)")
+    stripe_secret_key: str = setting("", doc="sk_...; empty = billing disabled")
+    stripe_webhook_secret: str = setting("", doc="whsec_... of the webhook endpoint")
+    webhook_tolerance: int = setting(300, _between(1, 300), "seconds a Stripe-Signature timestamp stays valid")
+    price_ids: str = setting("", doc="plan=price_id,...: the Stripe price of each paid plan")
+    plans_file: str = setting("configs/plans.toml", doc="plan limits (seats, apps); relative to the repository")
+    request_timeout: float = setting(20.0, _positive, "seconds for one Stripe API request")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataSettings = DataSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -167,6 +195,8 @@ class Config:
     auth: AuthSettings = AuthSettings()
     smtp: SmtpSettings = SmtpSettings()
     log: LogSettings = LogSettings()
+    shopify: ShopifySettings = ShopifySettings()
+    billing: BillingSettings = BillingSettings()
 
     @property
     def data_dir(self) -> Path:
