@@ -118,6 +118,9 @@ class EngineSettings:
     batch_max: int = setting(1000, _positive, "entries persisted per PostgreSQL transaction")
     claim_idle_ms: int = setting(15000, _positive, "pending entries idle this long are taken over")
     stream_retention: int = setting(100000, _positive, "persisted entries kept in Redis per shard")
+    idempotency_ttl: int = setting(86400, _positive, "seconds a client_msg_id is remembered (retries answer the first ack)")
+    recent_messages: int = setting(200, _positive, "messages per conversation kept in Redis for resume")
+    conversation_ttl: int = setting(604800, _positive, "seconds an idle conversation's state stays in Redis")
 
 
 @dataclass(frozen=True)

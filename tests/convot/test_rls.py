@@ -93,6 +93,7 @@ async def _seed(owner_db, org_id: uuid.UUID) -> None:
         await owner_db.execute("INSERT INTO shopify_merchants (org_id, shop_domain, app_gid, status) VALUES ($1, 's', 'a', 'active')", org_id)
         await owner_db.execute("INSERT INTO billing_accounts (org_id) VALUES ($1)", org_id)
         await owner_db.execute("INSERT INTO stripe_events (id, org_id, type, created) VALUES ($1, $2, 'x', 1)", uuid.uuid4().hex, org_id)
+        await owner_db.execute("INSERT INTO deleted_conversations (org_id, conversation_id) VALUES ($1, $2)", org_id, uuid.uuid4())
 
 
 async def test_each_tenant_table_shows_only_its_organisation(owner_db, db):

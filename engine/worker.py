@@ -1,0 +1,254 @@
+"""Engine worker: persists every shard stream to PostgreSQL through one consumer group.
+
+Each worker process is one consumer of the group ``persist`` on every shard stream:
+
+* XREADGROUP a batch (up to engine.batch_max entries), plan it (engine.persist), write it in
+  one transaction, and only after COMMIT: XACK and raise the conversations' persisted seq;
+* PostgreSQL down: keep the batch, retry with capped backoff, never acknowledge; live chat
+  does not depend on the worker at all;
+* an entry that violates a constraint (its contact was erased meanwhile, ...) is isolated by
+  writing the batch entry by entry, copied to the shard's dead-letter stream and acknowledged,
+  so one bad entry can never block a shard;
+* entries pending longer than engine.claim_idle_ms on another consumer (a dead worker) are
+  taken over with XAUTOCLAIM;
+* streams are trimmed to engine.stream_retention, never below the oldest unacknowledged entry.
+
+On cancellation (SIGTERM) the batch in hand is finished and acknowledged before returning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+
+import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from convot.config import Config
+from convot.db import create_pool_from_config
+from engine import keys
+from engine import metrics as m
+from engine.client import create_redis
+from engine.persist import plan, write
+from engine.scripts import Scripts
+
+log = logging.getLogger("convot.engine.worker")
+
+_PG_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+                 asyncpg.TooManyConnectionsError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+                 asyncpg.DeadlockDetectedError, asyncpg.SerializationError, TimeoutError,
+                 asyncpg.ConnectionDoesNotExistError)
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+READ_BLOCK_MS = 500
+MAINTENANCE_SECONDS = 1.0
+STOP_GRACE_SECONDS = 10.0
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, _PG_TRANSIENT):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        # Class 08 connection exceptions, 53 insufficient resources, 57 operator intervention.
+        return (getattr(exc, "sqlstate", "") or "")[:2] in ("08", "53", "57", "58")
+    return False
+
+
+class Worker:
+    def __init__(self, config: Config, *, redis=None, pool=None, consumer: str | None = None):
+        self.config = config
+        self.e = config.engine
+        self.redis = redis
+        self.pool = pool
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.scripts = Scripts()
+        self.streams = [keys.stream(s) for s in range(self.e.shards)]
+        self.stopping = False
+        self._last_maintenance = 0.0
+        self._claim_cursor = {s: "0-0" for s in self.streams}
+
+    async def setup(self) -> None:
+        await self.scripts.load(self.redis)
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def run(self) -> None:
+        """Until ``stopping`` is set; finishes the batch in hand."""
+        backoff = 0.2
+        while not self.stopping:
+            try:
+                await self.step()
+                backoff = 0.2
+            except _REDIS_DOWN as exc:
+                m.redis_errors.inc()
+                log.warning("Redis unavailable (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def step(self) -> int:
+        """Read one batch (claimed entries first), persist and acknowledge it; returns its size."""
+        now = time.monotonic()
+        entries: list[tuple[str, bytes, dict]] = []
+        if now - self._last_maintenance >= MAINTENANCE_SECONDS:
+            self._last_maintenance = now
+            entries = await self._claim()
+            await self._trim()
+        if not entries:
+            reply = await self.redis.xreadgroup(keys.GROUP, self.consumer, {s: ">" for s in self.streams},
+                                                count=self.e.batch_max, block=READ_BLOCK_MS)
+            for stream, items in reply or ():
+                stream = stream.decode() if isinstance(stream, bytes) else stream
+                for entry_id, fields in items:
+                    entries.append((stream, entry_id, fields))
+        if entries:
+            await self.persist(entries)
+        return len(entries)
+
+    async def _claim(self) -> list:
+        out = []
+        for stream in self.streams:
+            start = self._claim_cursor[stream]
+            reply = await self.redis.xautoclaim(stream, keys.GROUP, self.consumer, self.e.claim_idle_ms,
+                                                start_id=start, count=self.e.batch_max)
+            cursor, claimed = reply[0], reply[1]
+            self._claim_cursor[stream] = cursor.decode() if isinstance(cursor, bytes) else cursor
+            for entry_id, fields in claimed:
+                if fields:   # an entry trimmed while pending comes back empty: nothing to write
+                    out.append((stream, entry_id, fields))
+                else:
+                    await self.redis.xack(stream, keys.GROUP, entry_id)
+            if claimed:
+                m.claimed.inc(len(claimed))
+                log.info("claimed %d idle entries of %s", len(claimed), stream)
+            if len(out) >= self.e.batch_max:
+                break
+        return out
+
+    async def _trim(self) -> None:
+        for stream in self.streams:
+            removed = await self.scripts.run(self.redis, "trim", [stream], [keys.GROUP, self.e.stream_retention, 10000])
+            if removed:
+                m.trimmed.inc(removed)
+
+    async def persist(self, entries: list[tuple[str, bytes, dict]]) -> None:
+        started = time.monotonic()
+        bad: list[tuple[str, bytes, dict]] = []
+        raw = [(eid, f) for _, eid, f in entries]
+        plans = plan(raw)
+        await self._write_with_retry(raw, entries, bad, plans)
+        # Committed: acknowledge, and let Redis trim recent lists down to their cap again.
+        by_stream: dict[str, list[bytes]] = {}
+        for stream, eid, _ in entries:
+            by_stream.setdefault(stream, []).append(eid)
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, bad_id, fields in bad:
+            shard = stream.split("{", 1)[1].split("}", 1)[0]
+            pipe.xadd(keys.dead_letters(int(shard)), {**fields, b"src": bad_id}, maxlen=10000, approximate=True)
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, keys.GROUP, *ids)
+        seqs_by_shard: dict[int, list] = {}
+        for p in plans.values():
+            shard = keys.shard_of(p.org_id, self.e.shards)
+            for conv, seq in p.max_seq.items():
+                seqs_by_shard.setdefault(shard, []).extend((conv, seq))
+        for shard, args in seqs_by_shard.items():
+            pipe.evalsha(self.scripts.persisted.sha, 1, keys.stream(shard), len(args) // 2, *args)
+        await pipe.execute(raise_on_error=False)
+        m.persisted.inc(len(entries) - len(bad))
+        m.batch_size.observe(len(entries))
+        m.persist_seconds.observe(time.monotonic() - started)
+        if bad:
+            m.dead_letters.inc(len(bad))
+
+    async def _write_with_retry(self, raw, entries, bad, plans=None) -> None:
+        backoff = 0.1
+        deadline = None
+        while True:
+            try:
+                await write(self.pool, plans if plans is not None else plan(raw))
+                return
+            except Exception as exc:
+                if _is_transient(exc):
+                    m.pg_errors.inc()
+                    if self.stopping:
+                        deadline = deadline or time.monotonic() + STOP_GRACE_SECONDS
+                        if time.monotonic() > deadline:
+                            raise asyncio.CancelledError from None  # leave it pending for a live worker
+                    log.warning("PostgreSQL unavailable (%s); batch of %d kept, retrying in %.1fs",
+                                type(exc).__name__, len(raw), backoff)
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                if not isinstance(exc, (asyncpg.PostgresError, ValueError, KeyError, TypeError)):
+                    raise
+                if len(raw) == 1:
+                    log.error("entry %s cannot be persisted (%s); moved to dead letters",
+                              raw[0][0], type(exc).__name__)
+                    bad.extend(e for e in entries if e[1] == raw[0][0])
+                    return
+                # Isolate the bad entry: persist one by one (each its own transaction).
+                for one in raw:
+                    await self._write_with_retry([one], entries, bad)
+                return
+
+
+async def serve(config: Config) -> None:
+    from prometheus_client import start_http_server
+
+    httpd, _thread = start_http_server(config.engine.metrics_port, addr="127.0.0.1")
+    redis = create_redis(config)
+    pool = await _pool_when_ready(config)
+    worker = Worker(config, redis=redis, pool=pool)
+    try:
+        await _retry_redis(worker.setup)
+        log.info("worker %s persisting %d shards", worker.consumer, config.engine.shards)
+        task = asyncio.get_running_loop().create_task(worker.run())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # SIGTERM: finish and acknowledge the batch in hand, then stop.
+            worker.stopping = True
+            try:
+                await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_SECONDS + 5)
+            except (asyncio.CancelledError, asyncio.TimeoutError):
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            raise
+    finally:
+        await pool.close()
+        await redis.aclose()
+        await asyncio.to_thread(httpd.shutdown)
+        httpd.server_close()
+
+
+async def _retry_redis(fn) -> None:
+    delay = 0.2
+    while True:
+        try:
+            return await fn()
+        except _REDIS_DOWN:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def _pool_when_ready(config: Config):
+    """A worker may start while PostgreSQL is down: it waits instead of crashing."""
+    delay = 0.2
+    while True:
+        try:
+            return await create_pool_from_config(config)
+        except Exception as exc:
+            if not _is_transient(exc):
+                raise
+            log.warning("PostgreSQL unavailable at start (%s); waiting", type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
