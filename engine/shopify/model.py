@@ -77,7 +77,7 @@ _EVENT_ORDER = {
     "RELATIONSHIP_DEACTIVATED": 7,
     "RELATIONSHIP_UNINSTALLED": 8,
 }
-_SALE_ORDER = 3  # a subscription sale at the same instant as its activation comes right after it
+_SALE_ORDER = 3.5  # a subscription sale at the same instant as its activation comes right after it
 _ENDS_CHARGE = frozenset({"SUBSCRIPTION_CHARGE_CANCELED", "SUBSCRIPTION_CHARGE_DECLINED", "SUBSCRIPTION_CHARGE_EXPIRED"})
 
 
