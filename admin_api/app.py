@@ -1,4 +1,10 @@
-"""Application factory and `serve` entry point of the admin API."""
+"""Application factory and `serve` entry point of the admin API.
+
+Resources live in ``cleanup_ctx`` (opened in order at start-up, closed in reverse): the
+PostgreSQL pool, Redis (throttles, control events), the encryptor, the bcrypt thread pool, the
+mail outbox (and in development the SMTP catch-all), the background job queue.  Routes come
+from the declaration tables in ``ROUTE_TABLES``; see docs/admin-api.md.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,47 @@ import asyncio
 import logging
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from admin_api import audit, auth, devmail, invites, members, mfa, organisations, security, sessions, system
+from admin_api.control import ControlPublisher
+from admin_api.jobs import JobQueue
+from admin_api.keys import (CATCH_ALL, CONFIG, CONTROL, DB, ENCRYPTOR, HASHER, JOBS, LIMITS, OUTBOX, REDIS, RESOLVERS,
+                            SECURITY, THROTTLE)
+from admin_api.middleware import boundary
+from admin_api.passwords import PasswordHasher
+from admin_api.routing import RouteTable, install
+from admin_api.security import SecurityPolicy, tls_context
+from admin_api.throttle import Limits, Throttle
 from convot.config import Config
+from convot.crypto import Encryptor
 from convot.db import create_pool_from_config
+from convot.mail import CatchAllServer, Outbox, SmtpSender
 
 log = logging.getLogger("convot.admin_api")
 
-CONFIG = web.AppKey("config", Config)
-DB = web.AppKey("db", object)
+# Every resource module's route table.  A new module (issue 5: apps, API keys, webhooks...)
+# adds its `routes` here.
+ROUTE_TABLES: tuple[RouteTable, ...] = (
+    system.routes, security.routes, auth.routes, sessions.routes, mfa.routes, organisations.routes,
+    members.routes, invites.routes, audit.routes,
+)
+DEVELOPMENT_ROUTE_TABLES: tuple[RouteTable, ...] = (devmail.routes,)
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def runs_catch_all(config: Config) -> bool:
+    return config.smtp.catch_all == "auto" and config.admin_api.development and config.smtp.host in LOOPBACK
+
+
+def redis_client(config: Config):
+    if config.redis.cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(config.redis.url, max_connections=config.redis.max_connections)
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(config.redis.url, max_connections=config.redis.max_connections)
 
 
 async def _database(app: web.Application):
@@ -23,31 +61,72 @@ async def _database(app: web.Application):
     await app[DB].close()
 
 
-async def healthz(request: web.Request) -> web.Response:
-    async with request.app[DB].acquire() as conn:
-        await conn.fetchval("SELECT 1")
-    return web.json_response({"status": "ok"})
+async def _redis(app: web.Application):
+    config = app[CONFIG]
+    client = redis_client(config)
+    app[REDIS] = client
+    app[THROTTLE] = Throttle(client)
+    app[CONTROL] = ControlPublisher(client, config.auth.agent_token_ttl)
+    yield
+    await client.aclose()
 
 
-async def metrics(_request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+async def _secrets(app: web.Application):
+    config = app[CONFIG]
+    app[ENCRYPTOR] = Encryptor.from_config(config)
+    hasher = PasswordHasher(config.auth.bcrypt_cost)
+    await hasher.start()
+    app[HASHER] = hasher
+    yield
+    await asyncio.get_running_loop().run_in_executor(None, hasher.close)
+
+
+async def _mail(app: web.Application):
+    config = app[CONFIG]
+    server = None
+    if runs_catch_all(config):
+        server = CatchAllServer(config.smtp.host, config.smtp.port, folder=config.data_dir / "mail")
+        await server.start()
+        log.info("catch-all SMTP server: mails shown at /dev/mail", extra={"port": server.port})
+    app[CATCH_ALL] = server
+    outbox = Outbox(SmtpSender(config.smtp))
+    outbox.start()
+    app[OUTBOX] = outbox
+    yield
+    await outbox.close()
+    if server is not None:
+        await server.close()
+
+
+async def _jobs(app: web.Application):
+    jobs = JobQueue()
+    jobs.start()
+    app[JOBS] = jobs
+    yield
+    await jobs.close()
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[boundary], client_max_size=config.admin_api.max_body_bytes)
     app[CONFIG] = config
-    app.cleanup_ctx.append(_database)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    app[SECURITY] = SecurityPolicy.from_config(config)
+    app[LIMITS] = Limits.from_config(config)
+    # authentication chain: first resolver that recognises the credentials wins
+    app[RESOLVERS] = [sessions.session_resolver]
+    # jobs close before mail (they enqueue mails), mail before the pool and Redis they use
+    app.cleanup_ctx.extend([_database, _redis, _secrets, _mail, _jobs])
+    tables = ROUTE_TABLES + (DEVELOPMENT_ROUTE_TABLES if runs_catch_all(config) else ())
+    install(app, tables)
     return app
 
 
 async def serve(config: Config) -> None:
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.admin_api.host, config.admin_api.port, reuse_port=True)
+    ssl_context = tls_context(config.admin_api.tls_cert, config.admin_api.tls_key) if config.admin_api.tls_cert else None
+    site = web.TCPSite(runner, config.admin_api.host, config.admin_api.port, reuse_port=True, ssl_context=ssl_context)
     await site.start()
-    log.info("admin API listening", extra={"port": config.admin_api.port})
+    log.info("admin API listening", extra={"port": config.admin_api.port, "tls": ssl_context is not None})
     try:
         await asyncio.Event().wait()
     finally:

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=f"run the {name} service alone (production)")
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("demo", help="create a demo organisation, owner and app; print the login")
+    keys = sub.add_parser("keys", help="encryption keys of secrets at rest")
+    keys.add_argument("action", choices=["rotate"],
+                      help="rotate: re-encrypt every secret under the first key of auth.encryption_keys")
     return parser
 
 
@@ -109,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_migrate(config)
     if args.command == "demo":
         return _cmd_demo(config)
+    if args.command == "keys":
+        from convot.crypto import run_rotate_command
+
+        return run_rotate_command(config)
     missing = [k for k in ("database.url", "redis.url") if not getattr(getattr(config, k.split(".")[0]), k.split(".")[1])]
     if missing:
         print(f"convot: config {missing[0]}: required for `convot {args.command}` "

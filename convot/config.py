@@ -132,6 +132,25 @@ class AdminApiSettings:
     tls_cert: str = setting("", doc="PEM certificate: serve TLS 1.2+ directly")
     tls_key: str = setting("")
     development: bool = setting(False, doc="relaxes https-only rules for webhooks; set by `convot up`")
+    session_ttl: int = setting(1209600, _between(300, 7776000), "seconds a sign-in session lives at most")
+    session_idle_ttl: int = setting(259200, _between(300, 7776000), "seconds of inactivity that end a session")
+    reauth_seconds: int = setting(600, _between(30, 3600), "how long a re-authentication allows sensitive changes")
+    cookie_samesite: str = setting("lax", _one_of("lax", "strict"), "SameSite of the session cookie")
+    max_body_bytes: int = setting(65536, _between(1024, 10485760), "larger request bodies answer 413")
+    trusted_proxies: str = setting("", doc="comma-separated CIDRs whose X-Forwarded-For is believed")
+    allowed_origins: str = setting("", doc="extra browser origins allowed to make state-changing calls")
+    security_contact: str = setting("mailto:security@convot.localhost", doc="Contact: of /.well-known/security.txt")
+    org_deletion_grace_days: int = setting(14, _between(0, 90), "days before a deleted organisation is purged")
+    login_account_limit: int = setting(10, _positive, "failed logins per account per login_window")
+    login_ip_limit: int = setting(20, _positive, "failed logins per client IP per login_window")
+    login_window: int = setting(900, _positive, "seconds")
+    mfa_user_limit: int = setting(5, _positive, "failed MFA codes per account per mfa_window")
+    mfa_ip_limit: int = setting(20, _positive, "failed MFA codes per client IP per mfa_window")
+    mfa_window: int = setting(900, _positive, "seconds")
+    reset_account_limit: int = setting(3, _positive, "reset mails per account per reset_window")
+    reset_ip_limit: int = setting(10, _positive, "reset requests per client IP per reset_window")
+    reset_window: int = setting(3600, _positive, "seconds; reset links live as long, see docs/admin-api.md")
+    signup_ip_limit: int = setting(10, _positive, "sign-ups per client IP per hour")
 
 
 @dataclass(frozen=True)
@@ -143,6 +162,8 @@ class AuthSettings:
     jwt_private_keys: str = setting("", doc="kid=Ed25519 PEM path,...; first signs; empty = generated under data.dir")
     jwt_public_keys: str = setting("", doc="kid=PEM path,...; gateways verify with these; empty = from private keys")
     encryption_keys: str = setting("", doc="kid=base64 32 bytes,...; first encrypts; empty = generated")
+    bcrypt_cost: int = setting(12, _between(12, 16), "bcrypt work factor of password hashes (at least 12)")
+    verify_token_ttl: int = setting(86400, _between(600, 604800), "seconds an email verification link lives")
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,13 @@ class SmtpSettings:
     host: str = setting("127.0.0.1")
     port: int = setting(8025, _port)
     sender: str = setting("Convot <no-reply@convot.localhost>")
+    security: str = setting("none", _one_of("none", "starttls", "tls"), "transport security towards the relay")
+    username: str = setting("", doc="relay login; empty = no AUTH")
+    password: str = setting("", doc="relay password")
+    timeout: float = setting(10.0, _positive, "seconds per SMTP conversation")
+    catch_all: str = setting("auto", _one_of("auto", "off"),
+                             "auto: in development with a loopback smtp.host, the admin API runs a catch-all "
+                             "SMTP server on smtp.port and shows its mails at /dev/mail")
 
 
 @dataclass(frozen=True)
