@@ -215,6 +215,33 @@ class BillingSettings:
 
 
 @dataclass(frozen=True)
+class RestApiSettings:
+    rate_limit: int = setting(600, _positive, "requests one API key may make per rate_window")
+    rate_window: int = setting(60, _positive, "seconds")
+    widget_session_ip_limit: int = setting(120, _positive, "widget sessions one client IP may open per minute")
+    widget_session_app_limit: int = setting(6000, _positive, "widget sessions one app may open per minute")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    timeout: float = setting(10.0, _positive, "seconds for one delivery attempt, connect included")
+    retry_base: float = setting(30.0, _positive, "seconds before the first retry; doubles per failed attempt")
+    retry_max: float = setting(3600.0, _positive, "longest wait between two attempts, seconds")
+    give_up_after: int = setting(86400, _positive, "seconds after the event when an undelivered event is marked failed")
+    concurrency: int = setting(32, _positive, "deliveries in flight per engine process")
+    per_endpoint: int = setting(4, _positive, "deliveries in flight to one endpoint per engine process")
+    poll_interval: float = setting(1.0, _positive, "seconds between looks for due deliveries")
+
+
+@dataclass(frozen=True)
+class DataRightsSettings:
+    export_dir: str = setting("", doc="folder of export archives; empty = <data.dir>/exports")
+    export_link_ttl: int = setting(900, _between(60, 86400), "seconds a signed download link stays valid")
+    export_retention: int = setting(604800, _positive, "seconds an export archive is kept, then deleted")
+    poll_interval: float = setting(5.0, _positive, "seconds between looks for exports and due organisation deletions")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataSettings = DataSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -228,6 +255,9 @@ class Config:
     log: LogSettings = LogSettings()
     shopify: ShopifySettings = ShopifySettings()
     billing: BillingSettings = BillingSettings()
+    rest_api: RestApiSettings = RestApiSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    data_rights: DataRightsSettings = DataRightsSettings()
 
     @property
     def data_dir(self) -> Path:

@@ -94,6 +94,8 @@ async def _seed(owner_db, org_id: uuid.UUID) -> None:
         await owner_db.execute("INSERT INTO billing_accounts (org_id) VALUES ($1)", org_id)
         await owner_db.execute("INSERT INTO stripe_events (id, org_id, type, created) VALUES ($1, $2, 'x', 1)", uuid.uuid4().hex, org_id)
         await owner_db.execute("INSERT INTO deleted_conversations (org_id, conversation_id) VALUES ($1, $2)", org_id, uuid.uuid4())
+        await owner_db.execute("INSERT INTO contact_merges (org_id, from_contact, into_contact) VALUES ($1, $2, $3)",
+                               org_id, uuid.uuid4(), contact)
 
 
 async def test_each_tenant_table_shows_only_its_organisation(owner_db, db):
