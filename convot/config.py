@@ -106,6 +106,7 @@ class GatewaySettings:
     rate_limit_per_second: float = setting(20.0, _positive, "frames a socket may send per second")
     rate_limit_burst: int = setting(60, _positive)
     send_queue_frames: int = setting(2048, _positive, "outgoing frames buffered per socket before it is cut")
+    send_buffer_bytes: int = setting(1048576, _positive, "unsent bytes a socket may hold before it is cut (4001)")
     auth_timeout: float = setting(10.0, _positive, "seconds a socket has to authenticate")
     drain_seconds: float = setting(10.0, _non_negative)
 

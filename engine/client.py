@@ -392,9 +392,15 @@ class EngineClient:
     # ---- ephemeral events and control ---------------------------------------------------------
 
     async def publish_ephemeral(self, org_id: str, frame: bytes, *, contact_id: str = "", members_only: bool = False,
-                                sender: str = "") -> None:
-        """Typing, presence, read receipts: fanned out to the organisation's sockets, never stored."""
-        header = f"{org_id}|{contact_id}|{'m' if members_only else 'a'}|{sender}|".encode()
+                                everyone: bool = False, sender: str = "") -> None:
+        """Typing, presence, read receipts: fanned out, never stored.
+
+        Recipients: the organisation's members, plus ``contact_id``'s sockets unless
+        ``members_only``; ``everyone`` reaches every socket of the organisation.  ``sender``
+        (a connection id) is skipped.
+        """
+        audience = "o" if everyone else ("m" if members_only else "a")
+        header = f"{org_id}|{contact_id}|{audience}|{sender}|".encode()
         try:
             await self.redis.publish(keys.ephemeral_channel(self.shard_of(org_id)), header + frame)
         except _REDIS_DOWN:

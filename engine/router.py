@@ -152,8 +152,8 @@ class ShardRouter:
             return results
         return results
 
-    async def close(self) -> None:
-        """Flush what is queued (drain), then refuse new appends."""
+    async def idle(self) -> None:
+        """Wait until every queued send has been flushed and answered."""
         while self._task is not None:
             task = self._task
             try:
@@ -161,6 +161,10 @@ class ShardRouter:
             except asyncio.CancelledError:
                 if not task.done():
                     raise
+
+    async def close(self) -> None:
+        """Flush what is queued (drain), then refuse new appends."""
+        await self.idle()
         self._closed = True
 
 

@@ -1,0 +1,16 @@
+"""Prometheus metrics of the gateway.  Label values come from fixed sets (no ids)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+connections = Gauge("convot_gateway_connections", "open authenticated sockets", ["role"])
+frames_in = Counter("convot_gateway_frames_in_total", "client frames by type", ["type"])
+frames_out = Counter("convot_gateway_frames_out_total", "server frames by kind", ["kind"])
+deliveries = Counter("convot_gateway_deliveries_total", "event frames written to sockets")
+events = Counter("convot_gateway_stream_events_total", "stream entries read by the fan-out")
+delivery_latency = Histogram("convot_gateway_delivery_latency_seconds", "append-to-fan-out delay per event",
+                             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+appended = Counter("convot_gateway_messages_appended_total", "messages acknowledged to senders")
+slow_consumers = Counter("convot_gateway_slow_consumer_disconnects_total", "sockets cut for not reading")
+closes = Counter("convot_gateway_closes_total", "sockets closed by the gateway, by close code", ["code"])
+auth_failures = Counter("convot_gateway_auth_failures_total", "refused authentications", ["reason"])
+errors = Counter("convot_gateway_errors_total", "error frames sent, by code", ["code"])
