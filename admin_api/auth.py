@@ -191,7 +191,7 @@ async def login(call: Call) -> LoginResult:
     app = call.app
     throttle, limits, hasher = app[keys.THROTTLE], app[keys.LIMITS], app[keys.HASHER]
     pairs = ((limits.login_account, email_key(b.email)), (limits.login_ip, call.ip))
-    await throttle.check(*pairs)
+    await throttle.guard(pairs, pairs[1])
     async with call.db() as conn:
         user = await conn.fetchrow(
             "SELECT id, email, password_hash, email_verified_at, totp_enabled_at FROM users WHERE email = $1", b.email)
@@ -246,7 +246,7 @@ async def _verify_password_throttled(call: Call, password: str, event: str) -> N
     p = call.require_user()
     throttle, limits = call.app[keys.THROTTLE], call.app[keys.LIMITS]
     pairs = ((limits.login_account, email_key(p.email)), (limits.login_ip, call.ip))
-    await throttle.check(*pairs)
+    await throttle.guard(pairs, pairs[1])
     async with call.db() as conn:
         hashed = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", p.user_id)
     if not await call.app[keys.HASHER].verify(password, hashed):

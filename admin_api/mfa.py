@@ -98,7 +98,7 @@ async def throttled_second_factor(call: Call, conn: asyncpg.Connection, user_id:
     """
     throttle, limits = call.app[keys.THROTTLE], call.app[keys.LIMITS]
     pairs = ((limits.mfa_user, str(user_id)), (limits.mfa_ip, call.ip))
-    await throttle.check(*pairs)
+    await throttle.guard(pairs, pairs[1])
     method = await check_second_factor(conn, call.app[keys.ENCRYPTOR], user_id, code)
     if method is None:
         await throttle.add(*pairs)

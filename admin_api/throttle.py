@@ -102,6 +102,14 @@ class Throttle:
         if wait:
             raise rate_limited(wait)
 
+    async def guard(self, pairs: tuple[tuple[Limit, str], ...], count_refusal: tuple[Limit, str]) -> None:
+        """Like :meth:`check`, but a refused attempt still counts against ``count_refusal``
+        (the client IP): an address that keeps hammering a locked account stays locked itself."""
+        wait = await self.peek(*pairs)
+        if wait:
+            await self.add(count_refusal)
+            raise rate_limited(wait)
+
     async def take(self, *pairs: tuple[Limit, str]) -> None:
         """Spend one event on every key, or raise 429."""
         wait = await self.hit(*pairs)

@@ -13,7 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+import aiohttp
+from aiohttp.test_utils import TestServer
 
 from admin_api import keys, totp
 from admin_api.app import create_app
@@ -111,7 +112,7 @@ class Answer:
 class Client:
     """One browser: its own cookies, CSRF token and client IP."""
 
-    http: TestClient
+    http: aiohttp.ClientSession
     ip: str
     csrf: str | None = None
     user_id: str | None = None
@@ -142,7 +143,7 @@ class Client:
         return answer
 
     def session_cookie(self) -> str:
-        for cookie in self.http.session.cookie_jar:
+        for cookie in self.http.cookie_jar:
             if cookie.key == "convot_session":
                 return cookie.value
         return ""
@@ -156,11 +157,11 @@ class Client:
 
 @pytest.fixture
 async def client_factory(api_server):
-    made: list[TestClient] = []
+    made: list[aiohttp.ClientSession] = []
 
     async def make(ip: str | None = None) -> Client:
-        http = TestClient(api_server)
-        await http.start_server()
+        http = aiohttp.ClientSession(base_url=str(api_server.make_url("/")),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True))
         made.append(http)
         return Client(http, ip or fresh_ip())
 
