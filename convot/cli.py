@@ -62,17 +62,16 @@ def _cmd_migrate(config: Config) -> int:
 
 def _cmd_demo(config: Config) -> int:
     from convot.demo import create_demo
+    from convot.supervisor import embedded_database, with_dev_secrets
 
     if not config.database.url:
-        from convot.supervisor import embedded_database
-
         with embedded_database(config) as (app_url, owner_url):
             from convot.migrate import apply_migrations
 
             asyncio.run(apply_migrations(owner_url))
-            result = asyncio.run(create_demo(config.replace(database={"url": app_url})))
+            result = asyncio.run(create_demo(with_dev_secrets(config.replace(database={"url": app_url}))))
     else:
-        result = asyncio.run(create_demo(config))
+        result = asyncio.run(create_demo(with_dev_secrets(config)))
     for key, value in result.items():
         print(f"{key:>10}: {value}")
     return 0

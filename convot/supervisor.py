@@ -31,6 +31,34 @@ from convot.embedded import APP_ROLE, OWNER_ROLE, DevSecrets, EmbeddedPostgres, 
 log = logging.getLogger("convot.up")
 
 
+def with_dev_secrets(config: Config) -> Config:
+    """Fill empty auth keys with the data folder's generated development keys."""
+    secrets_ = DevSecrets.load_or_create(config.data_dir)
+    auth = {}
+    if not config.auth.jwt_private_keys:
+        auth["jwt_private_keys"] = f"{secrets_.jwt_key_id}={secrets_.jwt_private_key_path(config.data_dir)}"
+    if not config.auth.encryption_keys:
+        auth["encryption_keys"] = f"{secrets_.encryption_key_id}={secrets_.encryption_key}"
+    return config.replace(auth=auth) if auth else config
+
+
+def _print_demo(config: Config) -> None:
+    import json
+
+    path = config.data_dir / "demo.json"
+    if not path.exists():
+        return
+    demo = json.loads(path.read_text())
+    api = config.admin_api.public_url.rstrip("/")
+    print(
+        "Demo (development data):\n"
+        f"  shop page    {api}/demo   (widget of app {demo['app_id']})\n"
+        f"  inbox login  {demo['owner']} / {demo['owner_pw']}   (owner)\n"
+        f"               {demo['agent']} / {demo['agent_pw']}   (agent)\n",
+        flush=True,
+    )
+
+
 @contextlib.contextmanager
 def embedded_database(config: Config) -> Iterator[tuple[str, str]]:
     """Start the embedded PostgreSQL just for the duration of a command (migrate, demo)."""
@@ -121,6 +149,12 @@ def run_up(config: Config, *, gateways: int = 1, workers: int = 1) -> int:
 
         applied = asyncio.run(apply_migrations(owner_url))
         print("migrations: " + (", ".join(applied) if applied else "up to date"), flush=True)
+        if not (data_dir / "demo.json").exists():
+            from convot.demo import create_demo
+
+            demo_config = with_dev_secrets(config.replace(database={"url": env["CONVOT_DATABASE_URL"]})
+                                           if "CONVOT_DATABASE_URL" in env else config)
+            asyncio.run(create_demo(demo_config))
 
         for i in range(gateways):
             genv = dict(env, CONVOT_GATEWAY_METRICS_PORT=str(config.gateway.metrics_port + i))
@@ -141,10 +175,10 @@ def run_up(config: Config, *, gateways: int = 1, workers: int = 1) -> int:
             f"  gateway      {config.admin_api.gateway_public_url}  "
             f"(metrics http://{config.gateway.host}:{config.gateway.metrics_port}/metrics)\n"
             f"  engine       metrics http://127.0.0.1:{config.engine.metrics_port}/metrics\n"
-            f"  demo login   run `convot demo` (or ./dev up prints it once created)\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )
+        _print_demo(config)
         while not stopping:
             time.sleep(0.2)
             for child in children:
