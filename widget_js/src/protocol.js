@@ -1,0 +1,173 @@
+// The websocket protocol as the widget speaks it (docs/protocol.md): what a close code tells
+// the widget to do, the wire shape of a message, and one handler per server frame type.
+
+// Close codes (docs/protocol.md):
+//   4000-4099 reconnect with backoff; 4003 token_expired and 4007 reauthenticate need a fresh
+//             token first; 4006 flood waits at least 5 s
+//   4400-4499 terminal: the same credentials will fail again — the widget stops, except when
+//             a token was refused only because it expired (the page slept through the
+//             refresh): then one fresh session is worth it
+//   1000-1015 standard: 1001 going away, 1006 abnormal, 1011/1012/1013 server trouble or
+//             restart are transient; 1009 (frame too big) is a bug on our side: stop
+function closeAction(code, reason) {
+  if (code >= 4400 && code <= 4499) {
+    return code === 4401 && /^auth_failed:(expired|not_yet_valid)$/.test(reason || "") ? { then: "reauth", wait: 0 } : { then: "stop" };
+  }
+  if (code === 4003 || code === 4007) return { then: "reauth", wait: 0 };
+  if (code === 4006) return { then: "reconnect", wait: 5000 };
+  if (code === 1009 || code === 1002 || code === 1003 || code === 1007 || code === 1008) return { then: "stop" };
+  return { then: "reconnect", wait: 0 };
+}
+
+// Error codes that answer a send (error frame whose ref is the client_msg_id).
+var SEND_RETRY = { rate_limited: 2000, unavailable: 0, internal: 0 };
+var SEND_FAILED = {
+  message_too_long: "Message is too long.",
+  bad_frame: "",
+  forbidden: ""
+};
+
+// A message object of the wire (docs/protocol.md) -> the thread's shape.
+function normaliseMessage(raw, agents, appName) {
+  if (!raw || typeof raw !== "object" || typeof raw.seq !== "number") return null;
+  var mine = raw.author_kind === "contact";
+  var agent = raw.author_kind === "member" && agents[raw.author_id];
+  return {
+    conversation_id: raw.conversation_id,
+    seq: raw.seq,
+    id: raw.id,
+    cid: mine ? raw.client_msg_id || null : null,
+    type: raw.type,
+    mine: mine,
+    author_id: raw.author_id,
+    author: mine ? "" : agent ? agent.name || appName : appName,
+    avatar: agent ? agent.avatar_url : null,
+    body: raw.deleted ? "" : String(raw.body == null ? "" : raw.body),
+    at: typeof raw.created_at === "number" ? raw.created_at : Date.parse(raw.created_at) || null,
+    deleted: !!raw.deleted
+  };
+}
+
+var H = Widget.prototype.handlers;
+
+H.ready = function (f) {
+  if (typeof f.server_time === "number") this.clockSkew = f.server_time - Date.now();
+  this.authenticated();
+};
+
+H.ack = function (f) {
+  var item = this.thread.findOutbox(f.client_msg_id || f.ref);
+  if (!item) return;
+  if (!this.thread.id && f.conversation_id) this.adopt(f.conversation_id);
+  var t = this.thread;
+  if (f.conversation_id !== t.id) return;
+  t.dropOutbox(item.cid);
+  this.saveOutbox();
+  this.addMessage({ conversation_id: t.id, seq: f.seq, id: f.id, client_msg_id: item.cid, type: "incoming",
+                    author_kind: "contact", author_id: this.contactId, body: item.body, created_at: f.created_at });
+  this.armAckTimer();
+  // The conversation exists now: what waited for its id can go.
+  this.flush();
+};
+
+H.message = function (f) {
+  var m = f.message;
+  if (!m || typeof m !== "object") return;
+  if (!this.thread.id && m.conversation_id && m.type !== "note") this.adopt(m.conversation_id);
+  if (m.conversation_id !== this.thread.id) return;
+  this.addMessage(m);
+};
+
+H.history = function (f) {
+  if (f.conversation_id !== this.thread.id) return;
+  var list = f.messages || [];
+  var first = list.length && typeof list[0].seq === "number" ? list[0].seq : 0;
+  this.historyMore = !!f.more;
+  this.historyPending = false;
+  if (first) this.thread.floorAt(first - 1);
+  var keep = this.ui.keepScroll();
+  var t = this.thread;
+  for (var i = 0; i < list.length; i++) {
+    this.addMessage(list[i], true);
+    // Whoever wrote a message has seen everything before it (a new device knows no more).
+    if (list[i].author_kind === "contact" && list[i].seq > t.readSeq) t.readSeq = list[i].seq;
+  }
+  keep();
+  this.afterMessages();
+};
+
+H.resumed = function (f) {
+  var id = this.thread.id;
+  this.resuming = false;
+  if (!id) return;
+  if (f.not_found && f.not_found.indexOf(id) >= 0) {
+    // The conversation was deleted: start over with a new one on the next send.
+    this.adopt(null);
+    return;
+  }
+  if ((f.incomplete && f.incomplete.indexOf(id) >= 0) || this.thread.maxSeq > this.thread.lastSeq) this.resume();
+};
+
+H.typing = function (f) {
+  if (f.conversation_id !== this.thread.id || !f.author || f.author.kind !== "member") return;
+  var self = this;
+  if (f.active === false) {
+    this.ui.setTyping(null);
+    this.timer("typingShown");
+    return;
+  }
+  var agent = this.agents[f.author.id];
+  this.ui.setTyping(agent && agent.name ? agent.name : TEXT.someone);
+  this.timer("typingShown", TYPING_SHOWN_MS, function () { self.ui.setTyping(null); });
+};
+
+H.read = function (f) {
+  if (f.conversation_id !== this.thread.id || !f.reader || f.reader.kind === "contact") return;
+  if (!(f.seq > this.thread.seenSeq)) return;
+  this.thread.seenSeq = f.seq;
+  this.refreshOwn();
+};
+
+H.presence = function (f) {
+  if (!f.subject || f.subject.kind !== "member") return;
+  var id = f.subject.id;
+  var agent = this.agents[id] || (this.agents[id] = { id: id, name: "", avatar_url: null, hidden: true });
+  agent.online = f.state === "online";
+  var any = false;
+  for (var k in this.agents) if (this.agents[k].online) any = true;
+  this.online = any;
+  this.showTeam();
+};
+
+H["conversation.update"] = function (f) {
+  var c = f.conversation || {};
+  if (!c.id || c.id !== this.thread.id) return;
+  if (c.deleted) {
+    this.adopt(null);
+    return;
+  }
+  if (c.status) this.thread.status = c.status;
+  if (f.message && typeof f.message.seq === "number" && f.message.deleted) {
+    var m = this.thread.markDeleted(f.message.seq);
+    if (m) {
+      this.ui.upsert(this.thread.view(m));
+      this.setUnread();
+    }
+  }
+};
+
+H.error = function (f) {
+  var item = f.ref ? this.thread.findOutbox(f.ref) : null;
+  if (item) {
+    this.sendFailed(item, f.code);
+    return;
+  }
+  if (f.ref === "refresh") {
+    // The gateway refused the refreshed token in-band: a new socket authenticates with it.
+    this.drop();
+    return;
+  }
+  if (f.ref === "resume") this.resuming = false;
+  if (f.ref === "history") this.historyPending = false;
+  this.warn("gateway error " + f.code);
+};
