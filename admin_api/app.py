@@ -1,7 +1,8 @@
 """Application factory and `serve` entry point of the admin API.
 
 Resources live in ``cleanup_ctx`` (opened in order at start-up, closed in reverse): the
-PostgreSQL pool, Redis (throttles, control events), the encryptor, the bcrypt thread pool, the
+PostgreSQL pool, Redis (throttles) and the engine client (control events), the encryptor and
+gateway token issuer, the bcrypt thread pool, the
 mail outbox (and in development the SMTP catch-all), the background job queue.  Routes come
 from the declaration tables in ``ROUTE_TABLES``; see docs/admin-api.md.
 """
@@ -14,10 +15,9 @@ import logging
 from aiohttp import web
 
 from admin_api import audit, auth, devmail, invites, members, mfa, organisations, security, sessions, system
-from admin_api.control import ControlPublisher
 from admin_api.jobs import JobQueue
-from admin_api.keys import (CATCH_ALL, CONFIG, CONTROL, DB, ENCRYPTOR, HASHER, JOBS, LIMITS, OUTBOX, REDIS, RESOLVERS,
-                            SECURITY, THROTTLE)
+from admin_api.keys import (CATCH_ALL, CONFIG, DB, ENCRYPTOR, ENGINE, HASHER, JOBS, LIMITS, OUTBOX, REDIS, RESOLVERS,
+                            SECURITY, THROTTLE, TOKENS)
 from admin_api.middleware import boundary
 from admin_api.passwords import PasswordHasher
 from admin_api.routing import RouteTable, install
@@ -27,6 +27,8 @@ from convot.config import Config
 from convot.crypto import Encryptor
 from convot.db import create_pool_from_config
 from convot.mail import CatchAllServer, Outbox, SmtpSender
+from convot.tokens import TokenIssuer
+from engine.client import EngineClient, create_redis
 
 log = logging.getLogger("convot.admin_api")
 
@@ -45,16 +47,6 @@ def runs_catch_all(config: Config) -> bool:
     return config.smtp.catch_all == "auto" and config.admin_api.development and config.smtp.host in LOOPBACK
 
 
-def redis_client(config: Config):
-    if config.redis.cluster:
-        from redis.asyncio.cluster import RedisCluster
-
-        return RedisCluster.from_url(config.redis.url, max_connections=config.redis.max_connections)
-    import redis.asyncio as aioredis
-
-    return aioredis.Redis.from_url(config.redis.url, max_connections=config.redis.max_connections)
-
-
 async def _database(app: web.Application):
     app[DB] = await create_pool_from_config(app[CONFIG])
     yield
@@ -63,17 +55,21 @@ async def _database(app: web.Application):
 
 async def _redis(app: web.Application):
     config = app[CONFIG]
-    client = redis_client(config)
+    client = create_redis(config)
     app[REDIS] = client
     app[THROTTLE] = Throttle(client)
-    app[CONTROL] = ControlPublisher(client, config.auth.agent_token_ttl)
+    engine = EngineClient(config, redis=client, pool=app[DB])
+    await engine.start()
+    app[ENGINE] = engine
     yield
+    await engine.close()
     await client.aclose()
 
 
 async def _secrets(app: web.Application):
     config = app[CONFIG]
     app[ENCRYPTOR] = Encryptor.from_config(config)
+    app[TOKENS] = TokenIssuer(config)
     hasher = PasswordHasher(config.auth.bcrypt_cost)
     await hasher.start()
     app[HASHER] = hasher

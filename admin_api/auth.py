@@ -20,7 +20,7 @@ from admin_api.mfa import throttled_second_factor
 from admin_api.passwords import password_problem
 from admin_api.routing import RouteTable
 from admin_api.schemas import Array, Boolean, DateTime, Integer, Nested, Schema, String, Uuid
-from admin_api.sessions import (clear_cookies, create_session, issue_cookies, revoke_session,
+from admin_api.sessions import (clear_cookies, create_session, end_gateway_sockets, issue_cookies, revoke_session,
                                 revoke_user_sessions)
 from convot.db import scoped
 
@@ -239,6 +239,7 @@ async def logout(call: Call) -> None:
         await revoke_session(conn, call.principal.session.id)
         await call.auth_event(conn, "logout", True)
     clear_cookies(call)
+    await end_gateway_sockets(call.app, call.user_id)
 
 
 async def _verify_password_throttled(call: Call, password: str, event: str) -> None:
@@ -293,6 +294,8 @@ async def change_password(call: Call) -> PasswordChanged:
         await onetime.spend_all(conn, p.user_id, "reset_password")
         await call.auth_event(conn, "password.changed", True, details={"revoked_sessions": revoked})
     call.app[keys.OUTBOX].enqueue(mails.password_changed(call.config, p.email))
+    if revoked:
+        await end_gateway_sockets(call.app, p.user_id)
     return PasswordChanged(revoked_sessions=revoked)
 
 
@@ -357,6 +360,7 @@ async def reset_password(call: Call) -> Done:
         raise ApiError("token_invalid")
     await throttle.clear((limits.login_account, email_key(row["email"])))
     call.app[keys.OUTBOX].enqueue(mails.password_changed(call.config, row["email"]))
+    await end_gateway_sockets(call.app, row["user_id"])
     return Done(status="password_reset")
 
 

@@ -1,8 +1,10 @@
-"""Members of an organisation: list, change role, per-member overrides, remove.
+"""Members of an organisation: list, change role, per-member overrides, remove; your gateway token.
 
 Who may do what is decided by the pure rules of ``permissions.py``.  A role change or a removal
-bumps ``members.token_version``, ends every session of that person and tells the gateways to
-close their sockets (``control.py``), all at once.
+bumps ``members.token_version``, ends every session of that person and publishes a control event
+(``EngineClient.publish_control``: ``role_changed`` / ``member_removed``) so the gateways close
+their sockets and refuse their older tokens, all at once.  The event is published before the
+transaction commits: if Redis cannot take it, nothing changes and the caller gets 503.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from admin_api import keys, permissions
 from admin_api.call import Call
 from admin_api.errors import ApiError
 from admin_api.routing import RouteTable
-from admin_api.schemas import Array, Boolean, Choice, DateTime, Nested, Schema, String, Uuid
+from admin_api.schemas import Array, Boolean, Choice, DateTime, Integer, Nested, Schema, String, Uuid
 from admin_api.sessions import revoke_user_sessions
+from engine.errors import EngineError
 
 routes = RouteTable(tag="members")
 
@@ -52,6 +55,25 @@ class MemberUpdate(Schema):
 _SELECT = """SELECT m.user_id, u.email, u.name, m.role, m.overrides, m.user_id = o.super_owner_id AS is_super_owner,
                     u.totp_enabled_at IS NOT NULL AS mfa_enabled, m.availability, m.created_at, m.token_version
              FROM members m JOIN users u ON u.id = m.user_id JOIN organisations o ON o.id = m.org_id"""
+
+
+class GatewayToken(Schema):
+    """A short-lived token for the inbox's websocket (send it in the first frame, never in a URL)."""
+
+    token = String()
+    expires_at = Integer(description="Unix time")
+    url = String(description="the gateway's websocket URL")
+
+
+async def cut_gateway_access(call: Call, org_id: uuid.UUID, user_id: uuid.UUID, kind: str, version: int) -> None:
+    """Publish ``role_changed`` (older token versions die) or ``member_removed`` (every token dies)."""
+    event = {"kind": kind, "org": str(org_id), "user": str(user_id)}
+    if kind == "role_changed":
+        event["version"] = version
+    try:
+        await call.app[keys.ENGINE].publish_control(event)
+    except EngineError:
+        raise ApiError("service_unavailable", "Could not reach the real-time service; nothing was changed.") from None
 
 
 def _view(row: asyncpg.Record) -> MemberView:
@@ -94,7 +116,6 @@ async def get_member(call: Call) -> MemberView:
 async def update_member(call: Call) -> MemberView:
     b, target_id = call.body, call.path["user_id"]
     actor = call.member.rules
-    role_changed = False
     async with call.db() as conn:
         row = await _load(conn, call.org_id, target_id, lock=True)
         target = _rules(row)
@@ -106,8 +127,8 @@ async def update_member(call: Call) -> MemberView:
                 "UPDATE members SET role = $3, token_version = token_version + 1 WHERE org_id = $1 AND user_id = $2 "
                 "RETURNING token_version", call.org_id, target_id, b.role)
             await call.audit(conn, "member.role_changed", "member", target_id, {"from": row["role"], "to": b.role})
-            await revoke_user_sessions(conn, target_id)  # sessions now; sockets after commit
-            role_changed = True
+            await revoke_user_sessions(conn, target_id)
+            await cut_gateway_access(call, call.org_id, target_id, "role_changed", version)
             target = permissions.Member(target_id, b.role, target.overrides, target.is_super_owner)
         if b.is_set("overrides"):
             changes = {name: getattr(b.overrides, name) for name in permissions.OVERRIDES if b.overrides.is_set(name)}
@@ -120,10 +141,7 @@ async def update_member(call: Call) -> MemberView:
             await conn.execute("UPDATE members SET overrides = $3 WHERE org_id = $1 AND user_id = $2",
                                call.org_id, target_id, merged)
             await call.audit(conn, "member.overrides_changed", "member", target_id, {"overrides": merged})
-        result = _view(await _load(conn, call.org_id, target_id))
-    if role_changed:
-        await call.app[keys.CONTROL].revoke_member(call.org_id, target_id, version, "role_changed")
-    return result
+        return _view(await _load(conn, call.org_id, target_id))
 
 
 async def remove_member(call: Call, target_id: uuid.UUID, *, action: str) -> None:
@@ -135,10 +153,19 @@ async def remove_member(call: Call, target_id: uuid.UUID, *, action: str) -> Non
         await conn.execute("DELETE FROM members WHERE org_id = $1 AND user_id = $2", call.org_id, target_id)
         await call.audit(conn, action, "member", target_id, {"role": row["role"]})
         await revoke_user_sessions(conn, target_id)
-    await call.app[keys.CONTROL].revoke_member(call.org_id, target_id, row["token_version"] + 1, "removed")
+        await cut_gateway_access(call, call.org_id, target_id, "member_removed", row["token_version"] + 1)
 
 
 @routes.route("DELETE", "/v1/orgs/{org_id}/members/{user_id}", permission="team.manage", status=204,
               summary="Remove a member (ends their sessions and sockets at once)")
 async def delete_member(call: Call) -> None:
     await remove_member(call, call.path["user_id"], action="member.removed")
+
+
+@routes.route("POST", "/v1/orgs/{org_id}/gateway-token", permission="conversations.read", response=GatewayToken,
+              summary="A short-lived token for the inbox's websocket in this organisation",
+              description="Carries your role and members.token_version: a role change or removal kills it.")
+async def gateway_token(call: Call) -> GatewayToken:
+    m = call.member
+    token, expires = call.app[keys.TOKENS].member_token(call.org_id, call.user_id, m.role, m.token_version)
+    return GatewayToken(token=token, expires_at=expires, url=call.config.admin_api.gateway_public_url)

@@ -21,7 +21,8 @@ from admin_api.call import Call
 from admin_api.errors import ApiError
 from admin_api.routing import RouteTable
 from admin_api.schemas import Array, Boolean, Integer, Schema, String
-from admin_api.sessions import create_session, issue_cookies, revoke_session, revoke_user_sessions
+from admin_api.sessions import (create_session, end_gateway_sockets, issue_cookies, revoke_session,
+                                revoke_user_sessions)
 from convot.crypto import row_aad
 
 routes = RouteTable(tag="mfa")
@@ -209,6 +210,8 @@ async def totp_enable(call: Call) -> RecoveryCodes:
         revoked = await revoke_user_sessions(conn, p.user_id, keep=p.session.id) if call.body.revoke_other_sessions else 0
         await call.auth_event(conn, "mfa.enabled", True, details={"revoked_sessions": revoked})
     call.app[keys.OUTBOX].enqueue(mails.mfa_changed(call.config, p.email, True))
+    if revoked:
+        await end_gateway_sockets(call.app, p.user_id)
     return RecoveryCodes(recovery_codes=codes, revoked_sessions=revoked)
 
 
@@ -237,6 +240,8 @@ async def totp_disable(call: Call) -> Disabled:
     if method is None:
         raise ApiError("mfa_invalid")
     call.app[keys.OUTBOX].enqueue(mails.mfa_changed(call.config, p.email, False))
+    if revoked:
+        await end_gateway_sockets(call.app, p.user_id)
     return Disabled(enabled=False, revoked_sessions=revoked)
 
 

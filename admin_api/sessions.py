@@ -10,6 +10,7 @@ session (new id) is created at every sign-in and again when the MFA step complet
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import secrets
 import uuid
@@ -24,8 +25,11 @@ from admin_api.pipeline import sha256_hex
 from admin_api.principal import Principal, SessionInfo
 from admin_api.routing import RouteTable
 from admin_api.schemas import Array, Boolean, DateTime, Integer, Nested, Schema, String
+from convot.db import scoped
+from engine.errors import EngineError
 
 routes = RouteTable(tag="sessions")
+log = logging.getLogger("convot.admin_api.sessions")
 
 SESSION_COOKIE = "convot_session"
 CSRF_COOKIE = "convot_csrf"
@@ -77,6 +81,19 @@ async def revoke_user_sessions(conn: asyncpg.Connection, user_id: uuid.UUID, *, 
         "UPDATE user_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $2",
         user_id, keep)
     return int(status.split()[-1])
+
+
+async def end_gateway_sockets(app: web.Application, user_id: uuid.UUID) -> None:
+    """After sessions ended: tell every gateway that this person's sockets must re-authenticate
+    (a ``logout`` control event per organisation).  Best effort: the sessions are already over
+    and gateway tokens expire within ``auth.agent_token_ttl`` anyway."""
+    try:
+        async with scoped(app[keys.DB], user_id=user_id) as conn:
+            orgs = await conn.fetch("SELECT org_id FROM members WHERE user_id = $1", user_id)
+        for row in orgs:
+            await app[keys.ENGINE].publish_control({"kind": "logout", "org": str(row["org_id"]), "user": str(user_id)})
+    except EngineError:
+        log.warning("could not publish logout to the gateways")
 
 
 async def session_resolver(request: web.Request) -> Principal | None:
@@ -172,6 +189,7 @@ async def revoke_one(call: Call) -> None:
         await call.auth_event(conn, "session.revoked", True, details={"current": sid == call.principal.session.id})
     if sid == call.principal.session.id:
         clear_cookies(call)
+    await end_gateway_sockets(call.app, call.user_id)
 
 
 @routes.route("POST", "/v1/me/sessions/revoke-others", permission="session", response=RevokedCount,
@@ -180,4 +198,6 @@ async def revoke_others(call: Call) -> RevokedCount:
     async with call.db() as conn:
         count = await revoke_user_sessions(conn, call.user_id, keep=call.principal.session.id)
         await call.auth_event(conn, "session.revoked_others", True, details={"count": count})
+    if count:
+        await end_gateway_sockets(call.app, call.user_id)
     return RevokedCount(revoked=count)

@@ -7,7 +7,8 @@ import contextlib
 import orjson
 
 from admin_api import keys
-from tests.admin_api.conftest import add_member, make_org, signed_in
+from convot.tokens import TokenVerifier
+from tests.admin_api.conftest import add_member, make_org, remember, signed_in
 
 
 @contextlib.asynccontextmanager
@@ -46,17 +47,42 @@ async def team(client_factory, app):
 
 async def test_a_role_change_revokes_sessions_and_gateway_tokens_at_once(client_factory, app, redis_client):
     org_id, (owner, _), (admin, _), (agent, agent_id) = await team(client_factory, app)
+    issued = await agent.call("POST", f"/v1/orgs/{org_id}/gateway-token")
+    assert issued.status == 200
+    remember(issued.body["token"])
+    claims = TokenVerifier(app[keys.CONFIG]).verify(issued.body["token"])
+    assert (claims.sub, claims.org, claims.role, claims.version) == (str(agent_id), str(org_id), "agent", 0)
+    assert issued.body["url"] == app[keys.CONFIG].admin_api.gateway_public_url
+
     async with control_events(redis_client) as next_event:
         changed = await admin.call("PATCH", f"/v1/orgs/{org_id}/members/{agent_id}", {"role": "admin"})
         assert changed.status == 200 and changed.body["role"] == "admin"
         event = await next_event()
-    assert event == {"type": "revoke_member", "org": str(org_id), "user": str(agent_id), "version": 1,
-                     "reason": "role_changed", "at": event["at"]}
-    assert int(await redis_client.get(f"cv:rv:s:{org_id}:{agent_id}")) == event["at"]
-    assert 0 < await redis_client.ttl(f"cv:rv:s:{org_id}:{agent_id}") <= app[keys.CONFIG].auth.agent_token_ttl + 60
+    assert event == {"kind": "role_changed", "org": str(org_id), "user": str(agent_id), "version": 1}
+    # the record gateways check on (re)connection: tokens below version 1 are dead
+    assert (await redis_client.get(f"cv:rv:s:{org_id}:{agent_id}")).decode() == "-1:1"
     assert (await agent.call("GET", "/v1/me")).status == 401
     entry = (await owner.call("GET", f"/v1/orgs/{org_id}/audit?action=member.role_changed")).body["items"][0]
     assert entry["details"] == {"from": "agent", "to": "admin"} and entry["target_id"] == str(agent_id)
+    # a new token carries the new role and version
+    await agent.login(agent.email)
+    fresh = TokenVerifier(app[keys.CONFIG]).verify((await agent.call("POST", f"/v1/orgs/{org_id}/gateway-token")).body["token"])
+    assert (fresh.role, fresh.version) == ("admin", 1)
+
+
+async def test_gateway_tokens_need_a_csrf_token_and_membership(client_factory, app):
+    org_id, (owner, _), _, (agent, _) = await team(client_factory, app)
+    assert (await agent.call("POST", f"/v1/orgs/{org_id}/gateway-token", csrf=False)).code == "csrf_failed"
+    stranger, _, _ = await signed_in(client_factory, app)
+    assert (await stranger.call("POST", f"/v1/orgs/{org_id}/gateway-token")).code == "not_found"
+
+
+async def test_signing_out_tells_the_gateways(client_factory, app, redis_client):
+    org_id, _, _, (agent, agent_id) = await team(client_factory, app)
+    async with control_events(redis_client) as next_event:
+        assert (await agent.call("POST", "/v1/auth/logout")).status == 204
+        event = await next_event()
+    assert event == {"kind": "logout", "org": str(org_id), "user": str(agent_id)}
 
 
 async def test_role_rules(client_factory, app):
@@ -115,7 +141,9 @@ async def test_removing_a_member_cuts_everything_at_once(client_factory, app, re
     async with control_events(redis_client) as next_event:
         assert (await admin.call("DELETE", f"/v1/orgs/{org_id}/members/{agent_id}")).status == 204
         event = await next_event()
-    assert (event["type"], event["user"], event["reason"]) == ("revoke_member", str(agent_id), "removed")
+    assert event == {"kind": "member_removed", "org": str(org_id), "user": str(agent_id)}
+    cut, version = (await redis_client.get(f"cv:rv:s:{org_id}:{agent_id}")).decode().split(":")
+    assert int(cut) > 0 and version == "-1"  # every token issued until now is dead
     assert (await agent.call("GET", "/v1/me")).status == 401
     await agent.login(agent.email)
     assert (await agent.call("GET", f"/v1/orgs/{org_id}")).code == "not_found"
