@@ -60,13 +60,13 @@ def _payload(cfg, **over):
     org, user, _ = _ids()
     base = {"iss": cfg.auth.issuer, "aud": cfg.auth.audience, "iat": now, "nbf": now, "exp": now + 60,
             "jti": uuid.uuid4().hex, "sub": str(user), "org": str(org), "role": "agent", "ver": 0}
-    base.update(over)
+    base.update({k: v(now) if callable(v) else v for k, v in over.items()})  # times relative to now
     return {k: v for k, v in base.items() if v is not None}
 
 
 @pytest.mark.parametrize("over,reason", [
-    ({"exp": int(time.time()) - 120}, "expired"),
-    ({"nbf": int(time.time()) + 120}, "not_yet_valid"),
+    ({"exp": lambda now: now - 120}, "expired"),
+    ({"nbf": lambda now: now + 120}, "not_yet_valid"),
     ({"aud": "someone-else"}, "bad_audience"),
     ({"iss": "evil"}, "bad_issuer"),
     ({"jti": None}, "missing_claim"),
