@@ -208,9 +208,14 @@ async def serve(config: Config) -> None:
     redis = create_redis(config)
     pool = await _pool_when_ready(config)
     worker = Worker(config, redis=redis, pool=pool)
+    shopify_stop, shopify = asyncio.Event(), None
     try:
         await _retry_redis(worker.setup)
         log.info("worker %s persisting %d shards", worker.consumer, config.engine.shards)
+        # Revenue sync (docs/revenue.md): its own task and HTTP session; persistence never waits on it.
+        from engine.shopify.runner import run_in_worker
+
+        shopify = asyncio.get_running_loop().create_task(run_in_worker(config, pool, redis, shopify_stop))
         task = asyncio.get_running_loop().create_task(worker.run())
         try:
             await asyncio.shield(task)
@@ -224,6 +229,9 @@ async def serve(config: Config) -> None:
                 await asyncio.gather(task, return_exceptions=True)
             raise
     finally:
+        if shopify is not None:
+            shopify_stop.set()
+            await asyncio.gather(shopify, return_exceptions=True)
         await pool.close()
         await redis.aclose()
         await asyncio.to_thread(httpd.shutdown)

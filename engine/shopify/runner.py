@@ -163,3 +163,19 @@ async def run_shopify_sync(config, pool: asyncpg.Pool, stop_event: asyncio.Event
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     log.info("shopify sync stopped")
+
+
+async def run_in_worker(config, pool: asyncpg.Pool, redis, stop_event: asyncio.Event) -> None:
+    """What the engine worker process starts: the sync loop with the churn notice wired to the
+    engine (its own EngineClient on the worker's Redis and pool)."""
+    from engine.client import EngineClient
+    from engine.shopify.churn import uninstall_notifier
+
+    engine = EngineClient(config, redis=redis, pool=pool)
+    try:
+        await engine.start()
+        await run_shopify_sync(config, pool, stop_event, on_uninstall=uninstall_notifier(pool, engine))
+    except Exception:  # noqa: BLE001  the revenue sync failing to start must never take persistence down
+        log.exception("shopify sync could not run in this worker")
+    finally:
+        await engine.close()

@@ -52,6 +52,7 @@ class Uninstall:
     app_gid: str
     app_name: str
     occurred_at: datetime
+    event_id: str = ""
 
 
 @dataclass
@@ -194,7 +195,7 @@ class ShopifySync:
                     touched.add((event.shop_domain, event.app_gid))
                     if event.type == "RELATIONSHIP_UNINSTALLED" and event.occurred_at >= notice_after:
                         outcome.recent_uninstalls.append(
-                            Uninstall(event.shop_domain, app_gid, page.app_name, event.occurred_at))
+                            Uninstall(event.shop_domain, app_gid, page.app_name, event.occurred_at, event.id))
             if feed.pending is None:
                 return
 
