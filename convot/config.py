@@ -243,6 +243,20 @@ class DataRightsSettings:
 
 
 @dataclass(frozen=True)
+class WorkflowSettings:
+    presence_grace: float = setting(30.0, _positive, "seconds an agent stays present after their last inbox socket closes")
+    presence_lease: float = setting(60.0, _positive, "seconds a socket counts as open without a gateway heartbeat "
+                                                     "(a crashed gateway's agents go offline after this)")
+    sweep_interval: float = setting(1.0, _positive, "seconds between looks for agents whose presence ran out")
+    reminder_poll_interval: float = setting(1.0, _positive, "longest wait in seconds between looks for due reminders")
+    assignment_claim_idle_ms: int = setting(30000, _positive, "a dead worker's undecided new conversations are taken over after this")
+    load_window: int = setting(300, _positive, "seconds an auto-assignment counts towards the agent's load before "
+                                               "PostgreSQL shows it on the conversation")
+    max_rules: int = setting(100, _between(1, 1000), "auto-assign rules per organisation")
+    max_pending_reminders: int = setting(100, _between(1, 10000), "pending reminders per member per conversation")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataSettings = DataSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -259,6 +273,7 @@ class Config:
     rest_api: RestApiSettings = RestApiSettings()
     webhooks: WebhookSettings = WebhookSettings()
     data_rights: DataRightsSettings = DataRightsSettings()
+    workflow: WorkflowSettings = WorkflowSettings()
 
     @property
     def data_dir(self) -> Path:
