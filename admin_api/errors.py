@@ -48,6 +48,19 @@ for _code, _status, _message in (
     ("unprocessable_entity", 422, "The request has invalid fields."),
     ("rate_limited", 429, "Too many attempts. Try again later."),
     ("internal_error", 500, "Something went wrong on our side."),
+    # billing and Shopify (issue 8; docs/billing.md, docs/revenue.md)
+    ("seat_limit_reached", 409, "Your plan's seats are all taken (members and pending invites). Upgrade or free a seat."),
+    ("app_limit_reached", 409, "Your plan's apps are all used. Upgrade or delete an app."),
+    ("no_billing_account", 409, "This organisation has no Stripe customer yet: choose a plan first."),
+    ("plan_unknown", 422, "No such plan."),
+    ("plan_not_purchasable", 422, "This plan cannot be bought through Checkout."),
+    ("shopify_connection_failed", 422, "Shopify refused the Partner organisation id or token."),
+    ("webhook_signature_invalid", 400, "The Stripe-Signature header does not match the payload."),
+    ("webhook_timestamp_outside_tolerance", 400, "The Stripe-Signature timestamp is outside the tolerance."),
+    ("webhook_payload_invalid", 400, "The webhook payload is not a Stripe event."),
+    ("billing_not_configured", 503, "Billing is not configured on this server."),
+    ("billing_unavailable", 503, "Stripe is unavailable right now. Try again in a moment."),
+    ("shopify_unavailable", 503, "Shopify is unavailable right now. Try again in a moment."),
     ("service_unavailable", 503, "The service is temporarily unavailable."),
 ):
     ERRORS.add(_code, _status, _message)
