@@ -109,6 +109,7 @@ class FakeConvot:
         self.attempts = 0                                  # websocket requests (accepted or refused)
         self.gateway_up = True
         self.swallow_acks = 0                              # store the next n sends but close before acking
+        self.max_chars = 8000                              # gateway.max_message_chars
         self.widget_gate: asyncio.Event | None = None      # set: widget.js is held until it is set
         self.session_error: tuple[int, str] | None = None
         self.pages: dict[str, str] = {}
@@ -345,7 +346,7 @@ class FakeConvot:
         if not isinstance(body, str) or not body.strip() or not isinstance(cmid, str):
             await self._send(sock, {"type": "error", "code": "bad_frame", "message": "", "ref": ref})
             return
-        if len(body) > 8000:
+        if len(body) > self.max_chars:
             await self._send(sock, {"type": "error", "code": "message_too_long", "message": "", "ref": ref})
             return
         if conv_id is None:
@@ -362,12 +363,13 @@ class FakeConvot:
         duplicate = cmid in conv.by_cid
         message = conv.by_cid[cmid] if duplicate else self._append(conv, body, "incoming", "contact",
                                                                     sock.contact_id, cmid)
-        if not duplicate:
-            await self._fanout(conv, message)
         if self.swallow_acks and not duplicate:
+            # Durable, then the gateway dies before fan-out and ack.
             self.swallow_acks -= 1
             await sock.ws.close(code=4002, message=b"server_error")
             return
+        if not duplicate:
+            await self._fanout(conv, message)
         await self._send(sock, {"type": "ack", "ref": ref, "conversation_id": conv.id, "id": message["id"],
                                 "seq": message["seq"], "client_msg_id": cmid, "created_at": message["created_at"],
                                 "duplicate": duplicate})
@@ -453,6 +455,9 @@ class FakeConvot:
         message = self._append(conv, body, "outgoing", "member", agent)
         await self._fanout(conv, message)
         return message
+
+    async def fanout(self, conv: Conversation, message: dict) -> None:
+        await self._fanout(conv, message)
 
     async def agent_note(self, conv: Conversation, body: str, agent: str = ALICE) -> dict:
         return self._append(conv, body, "note", "member", agent)

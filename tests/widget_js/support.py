@@ -63,13 +63,26 @@ def pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"), dtype=np.int16)
 
 
-def pixel_difference(a: bytes, b: bytes) -> tuple[tuple, tuple, float]:
-    """(size a, size b, share of pixels differing by more than 8 levels in any channel)."""
+def pixel_difference(a: bytes, b: bytes, mask: np.ndarray | None = None) -> tuple[tuple, tuple, float]:
+    """(size a, size b, share of pixels differing by more than 8 levels in any channel).
+
+    ``mask`` (booleans, same height and width) limits the comparison to the True pixels.
+    """
     pa, pb = pixels(a), pixels(b)
     if pa.shape != pb.shape:
         return pa.shape, pb.shape, 1.0
-    differing = (np.abs(pa - pb).max(axis=2) > 8).mean()
-    return pa.shape, pb.shape, float(differing)
+    differing = np.abs(pa - pb).max(axis=2) > 8
+    if mask is not None:
+        differing = differing[mask]
+    return pa.shape, pb.shape, float(differing.mean())
+
+
+def rounded_rect_mask(width: int, height: int, radius: int) -> np.ndarray:
+    """True inside a rectangle with rounded corners (the opaque part of a rounded element)."""
+    y, x = np.mgrid[0:height, 0:width] + 0.5
+    cx = np.clip(x, radius, width - radius)
+    cy = np.clip(y, radius, height - radius)
+    return (x - cx) ** 2 + (y - cy) ** 2 <= (radius - 1) ** 2
 
 
 def save_screenshot(name: str, png: bytes) -> Path:
