@@ -60,8 +60,10 @@ async def boundary(request: web.Request, handler) -> web.StreamResponse:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the boundary: nothing internal reaches the client
-            frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
-            # the exception's message may quote values (SQL parameters, input): only its type is logged
+            # The exception's message (and the source lines) may quote values -- SQL parameters,
+            # input: only its type and the frames' locations are logged.
+            frames = " < ".join(f"{f.filename.rsplit('/', 2)[-2:][-1]}:{f.lineno} {f.name}"
+                                for f in reversed(traceback.extract_tb(exc.__traceback__)))
             log.error("unhandled error", extra={"error": type(exc).__name__, "trace": frames})
             response = error_response(ApiError("internal_error"))
         for name, value in request.app[keys.SECURITY].headers().items():

@@ -118,7 +118,7 @@ def install(app: web.Application, tables: Iterable[RouteTable]) -> list[Route]:
     """Register every declared route on ``app``'s router; refuse duplicates."""
     from admin_api.pipeline import run_route
 
-    seen: dict[tuple[str, str], Route] = {}
+    seen: dict[tuple[str, str], Route] = {r.key: r for r in app.get(ROUTES, [])}
     installed: list[Route] = []
     for table in tables:
         for route in table.routes:
@@ -133,7 +133,7 @@ def install(app: web.Application, tables: Iterable[RouteTable]) -> list[Route]:
             endpoint.__name__ = route.name
             app.router.add_route(route.method, route.path, endpoint, name=f"{route.tag}.{route.name}")
             installed.append(route)
-    app[ROUTES] = installed
+    app[ROUTES] = [*app.get(ROUTES, []), *installed]
     return installed
 
 
