@@ -1,0 +1,141 @@
+// The frame around the signed-in pages: navigation, organisation switcher, availability, the
+// connection banner and the user menu; the inbox and settings views inside it.
+import { h, icon, replace, announce } from "../dom.js";
+import { AVAILABILITY_LABELS, initials } from "../format.js";
+import { href } from "../router.js";
+import { InboxView } from "./inbox.js";
+import { SettingsView } from "./settings.js";
+
+const BANNERS = {
+  connecting: null,
+  reconnecting: "Reconnecting…",
+  waiting: "Connection lost. Reconnecting…",
+  authenticating: null,
+  ready: null,
+  stopped: "Disconnected from live updates. Reload the page to reconnect.",
+  signed_out: null,
+};
+
+export class Shell {
+  constructor(app) {
+    this.app = app;
+    this.ws = app.workspace;
+    this.inbox = null;
+    this.settings = null;
+    this.banner = h("div", { class: "banner", role: "status", aria: { live: "polite" }, hidden: true });
+    this.main = h("main", { class: "main", id: "main", tabindex: "-1" });
+    this.navInbox = h("a", { class: "nav-link", href: href("inbox"), aria: { label: "Inbox" } }, icon("inbox"), h("span", { text: "Inbox" }),
+      this.unreadBadge = h("span", { class: "nav-badge", hidden: true }));
+    this.navSettings = h("a", { class: "nav-link", href: href("settings"), aria: { label: "Settings" } }, icon("settings"), h("span", { text: "Settings" }));
+    this.el = h("div", { class: "shell" },
+      h("a", { class: "skip-link", href: "#main" }, "Skip to content"),
+      h("nav", { class: "rail", aria: { label: "Main" } },
+        h("span", { class: "brand-mark", aria: { hidden: "true" } }, "C"),
+        this.navInbox, this.navSettings,
+        h("div", { class: "rail-bottom" }, this.availabilityControl(), this.userMenu())),
+      h("div", { class: "workarea" }, this.banner, this.orgBar(), this.main));
+    this.onConnection = (e) => this.setBanner(e.detail.state);
+    this.onList = () => this.updateUnread();
+    this.ws.addEventListener("connection", this.onConnection);
+    this.ws.addEventListener("list", this.onList);
+    if (app.org.mfaBlocked) this.setBannerText("This organisation requires two-factor authentication. Turn it on below to open the inbox.");
+  }
+
+  destroy() {
+    this.ws.removeEventListener("connection", this.onConnection);
+    this.ws.removeEventListener("list", this.onList);
+    if (this.inbox) this.inbox.destroy();
+    if (this.settings) this.settings.destroy();
+  }
+
+  orgBar() {
+    const orgs = this.app.me.organisations;
+    if (orgs.length < 2) return null;
+    const select = h("select", { class: "input compact", aria: { label: "Organisation" } },
+      orgs.map((o) => h("option", { value: o.org_id, selected: o.org_id === this.app.org.id }, o.name)));
+    select.addEventListener("change", () => this.app.switchOrg(select.value));
+    return h("div", { class: "org-bar" }, select);
+  }
+
+  availabilityControl() {
+    const ws = this.ws;
+    const current = ws.availability.get(ws.me.id) || "online";
+    const select = h("select", { class: "availability", aria: { label: "Your availability" }, data: { state: current } },
+      ["online", "busy", "offline"].map((s) => h("option", { value: s, selected: s === current }, AVAILABILITY_LABELS[s])));
+    select.addEventListener("change", () => {
+      select.dataset.state = select.value;
+      ws.setAvailability(select.value).catch(() => announce("Your availability could not be saved."));
+      announce("You are " + AVAILABILITY_LABELS[select.value].toLowerCase());
+    });
+    // Opening the inbox means being available unless the member said otherwise.
+    if (!ws.myAvailability) ws.myAvailability = current === "offline" ? "online" : current;
+    select.value = ws.myAvailability;
+    select.dataset.state = select.value;
+    this.availability = select;
+    return h("div", { class: "availability-wrap" }, h("span", { class: "dot", aria: { hidden: "true" } }), select);
+  }
+
+  userMenu() {
+    const me = this.app.me;
+    const button = h("button", { type: "button", class: "user-button", aria: { haspopup: "true", expanded: "false", label: "Account: " + (me.name || me.email) } },
+      h("span", { class: "avatar avatar-small", aria: { hidden: "true" } }, initials(me.name || me.email)));
+    const menu = h("div", { class: "menu", role: "menu", hidden: true },
+      h("p", { class: "menu-head" }, h("strong", { text: me.name || me.email }), h("span", { text: me.email })),
+      h("a", { role: "menuitem", href: href("settings", { section: "security" }) }, "Security"),
+      h("a", { role: "menuitem", href: href("settings", { section: "notifications" }) }, "Notifications"),
+      h("button", { type: "button", role: "menuitem", onclick: () => this.app.signOut() }, "Sign out"));
+    const toggle = (open) => {
+      menu.hidden = !open;
+      button.setAttribute("aria-expanded", String(open));
+      if (open) menu.querySelector("[role=menuitem]").focus();
+    };
+    button.addEventListener("click", () => toggle(menu.hidden));
+    menu.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") { toggle(false); button.focus(); }
+    });
+    document.addEventListener("click", (e) => { if (!menu.hidden && !menu.contains(e.target) && !button.contains(e.target)) toggle(false); });
+    menu.addEventListener("click", (e) => { if (e.target.closest("a")) toggle(false); });
+    return h("div", { class: "user" }, button, menu);
+  }
+
+  setBanner(state) {
+    this.setBannerText(BANNERS[state] || null, state === "stopped" ? "error" : "warning");
+  }
+
+  setBannerText(text, kind = "warning") {
+    this.banner.hidden = !text;
+    this.banner.className = "banner banner-" + kind;
+    this.banner.textContent = text || "";
+  }
+
+  updateUnread() {
+    const n = this.ws.unreadTotal();
+    this.unreadBadge.hidden = !n;
+    this.unreadBadge.textContent = n > 99 ? "99+" : String(n);
+    this.navInbox.setAttribute("aria-label", n ? "Inbox, " + n + " unread" : "Inbox");
+  }
+
+  show(route) {
+    const inSettings = route.name === "settings" || this.app.org.mfaBlocked;
+    this.navInbox.classList.toggle("active", !inSettings);
+    this.navSettings.classList.toggle("active", inSettings);
+    if (!inSettings) this.navInbox.setAttribute("aria-current", "page"); else this.navInbox.removeAttribute("aria-current");
+    if (inSettings) this.navSettings.setAttribute("aria-current", "page"); else this.navSettings.removeAttribute("aria-current");
+    if (inSettings) {
+      if (this.inbox) { this.inbox.destroy(); this.inbox = null; }
+      if (!this.settings) {
+        this.settings = new SettingsView(this.app);
+        replace(this.main, this.settings.el);
+      }
+      this.settings.show(this.app.org.mfaBlocked ? { name: "settings", params: { section: "security" } } : route);
+    } else {
+      if (this.settings) { this.settings.destroy(); this.settings = null; }
+      if (!this.inbox) {
+        this.inbox = new InboxView(this.app);
+        replace(this.main, this.inbox.el);
+      }
+      this.inbox.show(route);
+    }
+    this.updateUnread();
+  }
+}

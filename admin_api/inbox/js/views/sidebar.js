@@ -1,0 +1,172 @@
+// The contact sidebar: who the customer is (and whether that is proven), their custom data,
+// the conversation's details, and the merchant panel slot (Shopify revenue) shown only to
+// members with the Revenue permission. docs/inbox.md documents the panel hook.
+import { ApiError, paths } from "../api.js";
+import { avatar, h, icon, replace } from "../dom.js";
+import { contactName, fullTime, hueOf, initials } from "../format.js";
+
+export class SidebarView {
+  constructor(app, id) {
+    this.app = app;
+    this.ws = app.workspace;
+    this.id = id;
+    this.contactId = null;
+    this.card = h("section", { class: "side-card", aria: { labelledby: "contact-heading" } });
+    this.details = h("section", { class: "side-card", aria: { label: "Conversation details" } });
+    // The merchant panel's slot: present only for members with the Revenue permission.
+    this.merchant = this.ws.canRevenue
+      ? h("section", { class: "side-card merchant-panel", id: "merchant-panel", data: { panel: "merchant" }, aria: { labelledby: "merchant-heading" } })
+      : null;
+    this.el = h("div", { class: "sidebar" }, this.card, this.merchant, this.details);
+    this.listeners = [
+      ["contact", (e) => { if (e.detail.id === this.contactId) this.render(); }],
+      ["conversation", (e) => { if (e.detail.id === this.id) this.render(); }],
+      ["list", () => this.render()],
+      ["presence", (e) => { if (e.detail.id === this.contactId) this.render(); }],
+    ];
+    for (const [type, fn] of this.listeners) this.ws.addEventListener(type, fn);
+    this.render();
+  }
+
+  destroy() {
+    for (const [type, fn] of this.listeners) this.ws.removeEventListener(type, fn);
+    this.destroyed = true;
+  }
+
+  render() {
+    const ws = this.ws;
+    const conv = ws.conversations.get(this.id);
+    const contactId = conv && conv.contact_id;
+    if (contactId !== this.contactId) {
+      this.contactId = contactId;
+      if (contactId) {
+        ws.loadContact(contactId).catch((e) => {
+          if (!(e instanceof ApiError)) throw e;
+          this.contactError = e;
+          this.render();
+        });
+        this.loadMerchant();
+      }
+    }
+    const contact = contactId ? ws.contact(contactId) : null;
+    this.renderContact(contact, contactId);
+    this.renderDetails(conv);
+  }
+
+  renderContact(contact, contactId) {
+    const name = contactName(contact, contactId);
+    const online = contactId && this.ws.contactsOnline.has(contactId);
+    if (!contact) {
+      replace(this.card, h("h2", { id: "contact-heading", text: name }),
+        h("p", { class: "muted", text: this.contactError ? "Contact details unavailable." : contactId ? "Loading…" : "No contact." }));
+      return;
+    }
+    const verified = !!contact.verified;
+    const badge = verified
+      ? h("span", { class: "badge badge-verified", title: "Identity proven by user_hash (HMAC with the app's identity secret)" }, icon("shield"), "Verified")
+      : h("span", { class: "badge badge-unverified", title: "Identity not proven: the details were typed or sent without a valid user_hash" }, "Unverified");
+    const rows = [
+      ["Email", contact.email], ["External ID", contact.external_id], ["Company", contact.company], ["Phone", contact.phone],
+      ["Shop", contact.shop ? contact.shop + (contact.shop_verified ? " (verified)" : " (unverified)") : null],
+      ["First seen", contact.created_at ? fullTime(contact.created_at) : null],
+      ["Last seen", contact.last_seen_at ? fullTime(contact.last_seen_at) : null],
+    ].filter(([, v]) => v !== null && v !== undefined && v !== "");
+    const custom = contact.custom_data && typeof contact.custom_data === "object" ? Object.entries(contact.custom_data) : [];
+    replace(this.card,
+      h("div", { class: "contact-head" },
+        avatar(initials(name), hueOf(contactId), "large"),
+        h("div", null,
+          h("h2", { id: "contact-heading", text: name }),
+          h("p", { class: "contact-state" }, badge,
+            h("span", { class: ["presence-dot", online && "online"], aria: { hidden: "true" } }),
+            h("span", { class: "muted", text: online ? "Online now" : "Offline" })))),
+      rows.length ? h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })])) : null,
+      Array.isArray(contact.tags) && contact.tags.length
+        ? h("p", { class: "contact-tags" }, contact.tags.map((t) => h("span", { class: "tag-chip small", text: "#" + (t.name || t) })))
+        : null,
+      h("h3", { text: "Custom data" }),
+      custom.length
+        ? h("dl", { class: "facts custom" }, custom.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: typeof v === "string" ? v : JSON.stringify(v) })]))
+        : h("p", { class: "muted", text: "None sent by the app." }));
+  }
+
+  renderDetails(conv) {
+    if (!conv) {
+      replace(this.details);
+      return;
+    }
+    const app = conv.app_id ? this.ws.apps.get(conv.app_id) : null;
+    replace(this.details, h("h3", { text: "Conversation" }),
+      h("dl", { class: "facts" },
+        h("dt", { text: "App" }), h("dd", { text: app ? app.name : conv.app_id ? "Deleted app" : "—" }),
+        h("dt", { text: "Channel" }), h("dd", { text: conv.channel }),
+        h("dt", { text: "Started" }), h("dd", { text: conv.created_at ? fullTime(conv.created_at) : "—" }),
+        h("dt", { text: "Assignee" }), h("dd", { text: conv.assignee_id ? this.ws.memberName(conv.assignee_id) : "Unassigned" })));
+  }
+
+  // The merchant panel: an extension may render it (window.ConvotInbox.panels.merchant), else the
+  // inbox renders GET /v1/orgs/{org}/contacts/{contact}/merchant. 404 (no linked merchant, or no
+  // Revenue permission) hides the panel.
+  async loadMerchant() {
+    const slot = this.merchant;
+    if (!slot) return;
+    const contactId = this.contactId;
+    const ctx = { orgId: this.ws.orgId, contactId, conversationId: this.id, api: this.app.api };
+    const custom = window.ConvotInbox && window.ConvotInbox.panels && window.ConvotInbox.panels.merchant;
+    slot.hidden = true;
+    if (typeof custom === "function") {
+      replace(slot);
+      try {
+        const shown = await custom(slot, ctx);
+        slot.hidden = shown === false;
+      } catch (e) {
+        slot.hidden = true;
+      }
+      return;
+    }
+    let data;
+    try {
+      data = await this.app.api.get(paths.merchant(this.ws.orgId, contactId));
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      return;
+    }
+    if (this.destroyed || contactId !== this.contactId) return;
+    renderMerchant(slot, data);
+    slot.hidden = false;
+  }
+}
+
+function money(value) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "object") {
+    const amount = Number(value.amount);
+    if (!isFinite(amount)) return String(value.amount);
+    try {
+      return new Intl.NumberFormat(undefined, { style: "currency", currency: value.currency || "USD" }).format(amount);
+    } catch (e) {
+      return value.amount + " " + (value.currency || "");
+    }
+  }
+  return String(value);
+}
+
+// Accepts one merchant or {items: [...]} (a shop may use several of the organisation's apps).
+export function renderMerchant(slot, data) {
+  const items = Array.isArray(data && data.items) ? data.items : [data];
+  replace(slot, h("h3", { id: "merchant-heading", text: "Merchant" }),
+    items.filter(Boolean).map((m) => h("div", { class: "merchant" },
+      h("p", { class: "merchant-shop" }, h("strong", { text: m.shop_domain || m.shop || "" }),
+        m.app_name ? h("span", { class: "muted", text: " · " + m.app_name }) : null),
+      h("dl", { class: "facts" },
+        h("dt", { text: "Plan" }), h("dd", { text: m.plan || "—" }),
+        h("dt", { text: "Status" }), h("dd", null, h("span", { class: "pill pill-" + (m.status || "none"), text: m.status || "—" })),
+        h("dt", { text: "MRR" }), h("dd", { text: money(m.mrr) }),
+        h("dt", { text: "Lifetime value" }), h("dd", { text: money(m.lifetime_gross || m.lifetime_value) }),
+        m.installed_at ? [h("dt", { text: "Installed" }), h("dd", { text: fullTime(m.installed_at) })] : null),
+      Array.isArray(m.events) && m.events.length
+        ? h("ul", { class: "merchant-events", aria: { label: "Recent events" } },
+            m.events.slice(0, 5).map((ev) => h("li", null, h("span", { text: String(ev.type || "").replace(/_/g, " ").toLowerCase() }),
+              h("time", { class: "muted", text: " " + fullTime(ev.occurred_at) }))))
+        : null)));
+}
