@@ -84,8 +84,14 @@ async def _mail(app: web.Application):
     server = None
     if runs_catch_all(config):
         server = CatchAllServer(config.smtp.host, config.smtp.port, folder=config.data_dir / "mail")
-        await server.start()
-        log.info("catch-all SMTP server: mails shown at /dev/mail", extra={"port": server.port})
+        try:
+            await server.start()
+        except OSError:
+            # another process holds the port (a second `convot up`?): mail goes to whatever listens there
+            log.warning("catch-all SMTP port in use: not starting the catch-all", extra={"port": config.smtp.port})
+            server = None
+        else:
+            log.info("catch-all SMTP server: mails shown at /dev/mail", extra={"port": server.port})
     app[CATCH_ALL] = server
     outbox = Outbox(SmtpSender(config.smtp))
     outbox.start()

@@ -172,6 +172,7 @@ def run_up(config: Config, *, gateways: int = 1, workers: int = 1) -> int:
             f"  inbox        {api}/app/\n"
             f"  demo shop    {api}/demo\n"
             f"  admin API    {api}/v1/  (health {api}/healthz, metrics {api}/metrics)\n"
+            f"  dev mail     {api}/dev/mail  (mail caught by the local SMTP catch-all)\n"
             f"  gateway      {config.admin_api.gateway_public_url}  "
             f"(metrics http://{config.gateway.host}:{config.gateway.metrics_port}/metrics)\n"
             f"  engine       metrics http://127.0.0.1:{config.engine.metrics_port}/metrics\n"

@@ -43,3 +43,25 @@ async def test_production_has_no_dev_mail_route(api_config):
                 assert resp.status == 404
     finally:
         await server.close()
+
+
+async def test_a_busy_catch_all_port_does_not_stop_the_api(api_config):
+    from convot.mail import CatchAllServer
+
+    squatter = CatchAllServer(port=0)
+    await squatter.start()
+    app = create_app(api_config.replace(smtp={"port": squatter.port}, admin_api={"port": free_port()}))
+    server = TestServer(app)
+    try:
+        await server.start_server()
+        assert app[keys.CATCH_ALL] is None
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.make_url("/healthz")) as resp:
+                assert resp.status == 200
+            async with http.get(server.make_url("/dev/mail")) as resp:
+                assert resp.status == 404
+    finally:
+        await server.close()
+        await squatter.close()
