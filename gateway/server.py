@@ -33,6 +33,7 @@ from convot.db import create_pool, scoped
 from convot.logs import connection_id
 from convot.tokens import LEEWAY_SECONDS, TokenError, TokenVerifier
 from engine import keys
+from engine.availability import Presence, SocketPresence
 from engine.client import KEEP, EngineClient, create_redis
 from engine.errors import EngineError
 from engine.events import ack_frame, error_frame
@@ -281,6 +282,7 @@ class Gateway:
         self.conversations: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.subjects: dict[tuple, tuple[float, str | None]] = {}
         self.draining = False
+        self.presence = SocketPresence(Presence(config, redis, pool))   # member sockets -> availability
 
     # -- lifecycle of one socket -----------------------------------------------------------------
     async def handler(self, ws) -> None:
@@ -306,6 +308,7 @@ class Gateway:
             if conn.principal is not None and conn.sm.state is not p.ConnState.AUTHENTICATING:
                 m.connections.labels(_role_label(conn.principal)).dec()
                 self.fanout.unregister(conn)
+                self.presence.disconnected(conn.id)
                 if conn.principal.is_shopper and not self.draining:
                     self._presence_contact(conn.principal, "offline")
             connection_id.reset(token)
@@ -389,6 +392,8 @@ class Gateway:
         }), "ready")
         if claims.role == "shopper":
             self._presence_contact(conn.principal, "online")
+        else:
+            self.presence.connected(conn.id, claims.org, claims.sub)
 
     def _schedule_expiry(self, conn: Conn, exp: int) -> None:
         if conn.expiry is not None:
@@ -507,9 +512,14 @@ class Gateway:
     async def on_presence(self, conn: Conn, req: p.Presence) -> None:
         pr = conn.principal
         authz.require_member(pr)
-        frame = orjson.dumps({"type": "presence", "subject": {"kind": "member", "id": pr.subject}, "state": req.state})
-        # Every socket of the organisation: the widget shows whether agents are online.
-        await self.engine.publish_ephemeral(pr.org_id, frame, everyone=True, sender=conn.id)
+        # The member's availability choice: stored, then their effective state and the team's
+        # summary go to every socket of the organisation (engine/availability.py).
+        try:
+            if not await self.presence.presence.choose(pr.org_id, pr.subject, req.state):
+                raise GatewayError("not_found")
+        except _PG_DOWN:
+            raise GatewayError("unavailable") from None
+        conn.send(orjson.dumps({"type": "ok", "ref": req.ref}), "ok")
 
     def _presence_contact(self, pr: authz.Principal, state: str) -> None:
         frame = orjson.dumps({"type": "presence", "subject": {"kind": "contact", "id": pr.subject}, "state": state})
@@ -718,11 +728,13 @@ async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
     gateway = Gateway(config, redis=redis, pool=pool, engine=engine, verifier=verifier)
     gateway.fanout.reader_redis = reader_redis
     background: list[asyncio.Task] = []
+    presence_writer = None
     server = None
     try:
         await engine.start()
         loop = asyncio.get_running_loop()
         background = [loop.create_task(gateway.fanout.read_streams()), loop.create_task(gateway.read_pubsub())]
+        presence_writer = loop.create_task(gateway.presence.run())
         server = await ws_serve(gateway.handler, g.host, g.port, compression=None, max_size=g.max_frame_bytes,
                                 max_queue=4, reuse_port=True, process_request=_health, close_timeout=2,
                                 ping_interval=20, ping_timeout=20)
@@ -749,6 +761,7 @@ async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
         await asyncio.gather(*background, return_exceptions=True)
         if gateway.tasks:
             await asyncio.gather(*list(gateway.tasks), return_exceptions=True)
+        await gateway.presence.close(presence_writer)   # closed sockets start their grace period
         await engine.close()
         await reader_redis.aclose()
         await redis.aclose()
