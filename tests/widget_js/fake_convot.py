@@ -110,6 +110,7 @@ class FakeConvot:
         self.gateway_up = True
         self.swallow_acks = 0                              # store the next n sends but close before acking
         self.max_chars = 8000                              # gateway.max_message_chars
+        self.idempotency: dict[tuple, tuple[str, dict]] = {}
         self.widget_gate: asyncio.Event | None = None      # set: widget.js is held until it is set
         self.session_error: tuple[int, str] | None = None
         self.pages: dict[str, str] = {}
@@ -349,20 +350,26 @@ class FakeConvot:
         if len(body) > self.max_chars:
             await self._send(sock, {"type": "error", "code": "message_too_long", "message": "", "ref": ref})
             return
+        # Idempotency keys as in engine/lua/append.lua: a send that starts a conversation is
+        # deduplicated per (contact, client_msg_id), a send into one per (conversation, id).
         if conv_id is None:
-            conv = next((c for c in self.conversations.values()
-                         if c.contact_id == sock.contact_id and cmid in c.by_cid), None)
+            key = ("new", sock.contact_id, cmid)
+            conv = self.conversations.get(self.idempotency.get(key, (None,))[0])
             if conv is None:
                 conv = Conversation(str(uuid.uuid4()), sock.contact_id)
                 self.conversations[conv.id] = conv
         else:
+            key = ("conv", conv_id, cmid)
             conv = self.conversations.get(conv_id)
             if conv is None or conv.contact_id != sock.contact_id or conv.deleted:
                 await self._send(sock, {"type": "error", "code": "not_found", "message": "", "ref": ref})
                 return
-        duplicate = cmid in conv.by_cid
-        message = conv.by_cid[cmid] if duplicate else self._append(conv, body, "incoming", "contact",
-                                                                    sock.contact_id, cmid)
+        duplicate = key in self.idempotency
+        if duplicate:
+            message = self.idempotency[key][1]
+        else:
+            message = self._append(conv, body, "incoming", "contact", sock.contact_id, cmid)
+            self.idempotency[key] = (conv.id, message)
         if self.swallow_acks and not duplicate:
             # Durable, then the gateway dies before fan-out and ack.
             self.swallow_acks -= 1

@@ -59,6 +59,28 @@ async def test_lost_ack_is_retried_with_the_same_client_msg_id_and_stored_once(c
     assert await bubbles(frame) == ["Hello", "Exactly once please"]
 
 
+async def test_retry_of_a_conversation_starting_message_after_a_reload_is_stored_once(context, fake):
+    page, frame = await load_page(context, fake)
+    await open_panel(frame)
+    fake.swallow_acks = 1                     # the conversation is created, the ack never comes
+    fake.gateway_up = False                   # ... and the page reloads before any reconnect
+    await send(frame, "My first message")
+    conv = await fake.wait_for(lambda: fake.conversation_of(), what="conversation")
+    await frame.wait_for_selector(".banner:has-text('Reconnecting')")
+    await page.reload()
+    frame = await widget_frame(page)
+    fake.start_gateway()
+    # The session lists the new conversation; the retry still goes as the conversation's start,
+    # which the gateway deduplicates (a send *into* it would be a different idempotency key).
+    await fake.wait_for(lambda: len(fake.widget_frames("send")) == 2, what="retry")
+    first, retry = fake.widget_frames("send")
+    assert retry["client_msg_id"] == first["client_msg_id"] and "conversation_id" not in retry
+    await open_panel(frame)
+    await frame.wait_for_selector(".me .meta:has-text('Sent')")
+    assert [m["body"] for m in conv.messages] == ["My first message"] and len(fake.conversations) == 1
+    assert await bubbles(frame) == ["My first message"]
+
+
 async def test_terminal_close_stops_reconnecting(context, fake):
     page, frame = await load_page(context, fake)
     await open_panel(frame)

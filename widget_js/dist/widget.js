@@ -1,4 +1,4 @@
-/*! Convot widget da32bb6f6c67 */
+/*! Convot widget 0f992326e4ef */
 (function(window,document){"use strict";
 var CSS_TEXT="*{box-sizing:border-box;margin:0;padding:0}html,body{height:100%;background:transparent;color-scheme:normal;overflow:hidden}body{font:14px/1.45 system-ui,-apple-system,\"Segoe UI\",Roboto,\"Helvetica Neue\",Arial,\"Noto Sans\",sans-serif;color:#1b1c1f;-webkit-font-smoothing:antialiased;-webkit-text-size-adjust:100%}button,textarea,input{font:inherit;color:inherit}button{cursor:pointer;background:none;border:0}svg{display:block;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round}[hidden]{display:none!important}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}:focus{outline:none}:focus-visible{outline:2px solid #1b1c1f;outline-offset:2px;box-shadow:0 0 0 4px #fff}.launcher{position:absolute;right:16px;bottom:16px;width:56px;height:56px;border-radius:50%;background:var(--c);color:var(--t);box-shadow:0 2px 8px rgba(0,0,0,.22);display:flex;align-items:center;justify-content:center;border:1px solid transparent;transition:transform .15s}.launcher:hover{transform:scale(1.05)}.launcher svg{width:26px;height:26px}.launcher:focus-visible{outline:3px solid #1b1c1f;outline-offset:2px;box-shadow:0 0 0 2px #fff,0 2px 8px rgba(0,0,0,.22)}.badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 6px;border-radius:10px;background:#d92d20;color:#fff;font-size:12px;font-weight:700;line-height:20px;text-align:center;box-shadow:0 0 0 2px #fff}.panel{position:absolute;left:16px;right:16px;top:16px;bottom:84px;display:flex;flex-direction:column;background:#fff;border-radius:16px;box-shadow:0 1px 4px rgba(0,0,0,.1),0 10px 24px -8px rgba(0,0,0,.3);overflow:hidden;border:1px solid transparent;animation:cv-in .18s ease-out}@keyframes cv-in{from{opacity:0;transform:translateY(8px)}}.full .panel{inset:0;border-radius:0;box-shadow:none}.full.open .launcher{display:none}.head{display:flex;align-items:center;gap:10px;padding:14px 12px 14px 16px;background:var(--c);color:var(--t);flex:none}.head h2{font-size:16px;font-weight:650;line-height:1.25;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.titles{flex:1;min-width:0}.presence{font-size:12.5px;opacity:.92;display:flex;align-items:center;gap:6px}.presence:before{content:\"\";width:8px;height:8px;border-radius:50%;background:#98a2b3;box-shadow:0 0 0 1.5px var(--t)}.presence.on:before{background:#12b76a}.faces{display:flex;flex:none}.faces .av{width:32px;height:32px;font-size:12px;box-shadow:0 0 0 2px var(--c)}.faces .av+.av{margin-left:-3px}.close{width:36px;height:36px;border-radius:8px;display:flex;align-items:center;justify-content:center;flex:none;color:var(--t)}.close:hover{background:rgba(127,127,127,.2)}.close svg{width:20px;height:20px}.banner{flex:none;padding:6px 12px;font-size:12.5px;text-align:center;background:#fef0c7;color:#7a2e0e}.banner.bad{background:#fee4e2;color:#912018}.log{flex:1;overflow-y:auto;padding:16px 14px 8px;display:flex;flex-direction:column;gap:2px;overscroll-behavior:contain}.greet{align-self:flex-start;max-width:85%;padding:10px 12px;margin-bottom:10px;background:#f2f4f7;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;border:1px solid transparent}.day{align-self:center;margin:10px 0 6px;font-size:12px;color:#667085}.msg{display:flex;flex-direction:column;max-width:85%;margin-top:6px}.msg.cont{margin-top:0}.them{align-self:flex-start;align-items:flex-start}.me{align-self:flex-end;align-items:flex-end}.who{display:flex;align-items:center;gap:6px;font-size:12px;color:#475467;margin:0 0 3px 2px}.who .av{width:20px;height:20px;font-size:10px}.bubble{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;border:1px solid transparent}.them .bubble{background:#f2f4f7;border-bottom-left-radius:4px}.me .bubble{background:var(--c);color:var(--t);border-bottom-right-radius:4px}.activity{align-self:center;max-width:90%;font-size:12.5px;color:#667085;text-align:center;margin:8px 0}.deleted .bubble{font-style:italic;opacity:.7}.meta{font-size:11.5px;color:#667085;margin:2px 4px 0;min-height:0}.meta:empty{display:none}.failed .meta{color:#b42318}.retry{color:#b42318;text-decoration:underline;font-size:inherit;padding:0 2px}.bubble a{color:inherit;text-decoration:underline}.av{display:inline-flex;align-items:center;justify-content:center;border-radius:50%;background:#d0d5dd;color:#344054;font-weight:600;overflow:hidden;flex:none}.av img{width:100%;height:100%;object-fit:cover}.typing{flex:none;min-height:22px;padding:0 16px 2px;font-size:12.5px;color:#475467;display:flex;align-items:center;gap:6px}.dots{display:inline-flex;gap:3px}.dots i{width:5px;height:5px;border-radius:50%;background:#98a2b3;animation:cv-dot 1.2s infinite}.dots i:nth-child(2){animation-delay:.2s}.dots i:nth-child(3){animation-delay:.4s}@keyframes cv-dot{0%,60%,100%{opacity:.3}30%{opacity:1}}.email{flex:none;margin:0 12px 8px;padding:10px 12px;border:1px solid #eaecf0;border-radius:12px;background:#f9fafb}.email label{display:block;font-size:12.5px;color:#344054;margin-bottom:6px}.email div{display:flex;gap:6px}.email input{flex:1;min-width:0;height:36px;padding:0 10px;border:1px solid #d0d5dd;border-radius:8px;background:#fff}.email button{height:36px;padding:0 12px;border-radius:8px;background:var(--c);color:var(--t);font-weight:600;border:1px solid transparent}.email .err{color:#b42318;font-size:12px;margin-top:4px}.compose{flex:none;display:flex;align-items:flex-end;gap:8px;padding:10px 12px 12px;border-top:1px solid #eaecf0}.compose textarea{flex:1;min-width:0;resize:none;border:1px solid #d0d5dd;border-radius:10px;padding:8px 10px;max-height:120px;line-height:1.4;background:#fff}.compose textarea:focus-visible,.email input:focus-visible{outline:none;border-color:#475467;box-shadow:0 0 0 1px #475467}.send{width:38px;height:38px;border-radius:10px;background:var(--c);color:var(--t);display:flex;align-items:center;justify-content:center;flex:none;border:1px solid transparent}.send:disabled{opacity:.45;cursor:default}.send svg{width:18px;height:18px}@media (max-width:520px){.compose textarea,.email input{font-size:16px}}@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important}}@media (forced-colors:active){.launcher,.send,.email button{border-color:ButtonText}.badge{border:1px solid}}";
 var HEX_COLOUR = /^#(?:[0-9a-fA-F]{3}){1,2}$/;
@@ -676,6 +676,7 @@ var IDLE_PING_MS = 25000;
 var TYPING_EVERY_MS = 2500;
 var TYPING_SHOWN_MS = 6000;
 var GAP_WAIT_MS = 1500;
+var STABLE_MS = 10000;
 var HISTORY_PAGE = 50;
 function Widget(win, config) {
 var self = this;
@@ -822,7 +823,8 @@ self.timer("session", Math.max(err.retryAfter, backoffDelay(self.sessionAttempt+
 Widget.prototype.requestSession = function () {
 var self = this;
 if (this.sessionInFlight) return this.sessionInFlight;
-var body = { app_id: this.appId, visitor_token: this.store.get("visitor"), identify: null };
+var visitor = this.store.get("visitor");
+var body = { app_id: this.appId, visitor_token: typeof visitor === "string" ? visitor : null, identify: null };
 this.sentIdentity = this.identity;
 for (var k in this.identity) {
 body.identify = this.identity;
@@ -891,7 +893,15 @@ this.historyPending = false;
 this.historyMore = false;
 this.resuming = false;
 var stored = this.store.get("outbox:" + contactId);
-var outbox = (stored && stored.length ? stored : []).concat(unsent);
+var outbox = [];
+for (var s = 0; stored && s < stored.length; s++) {
+var o = stored[s];
+if (o && typeof o.cid === "string" && typeof o.body === "string") outbox.push(o);
+}
+for (var u = 0; u < unsent.length; u++) {
+unsent[u].to = undefined;
+outbox.push(unsent[u]);
+}
 for (var i = 0; i < outbox.length; i++) {
 if (outbox[i].status !== "failed") outbox[i].status = "queued";
 }
@@ -1080,13 +1090,13 @@ this.timer("idle");
 this.thread.requeue();
 this.resuming = false;
 this.historyPending = false;
-var wasOpen = this.state === STATE.OPEN;
+var stable = this.state === STATE.OPEN && Date.now() - this.openedAt > STABLE_MS;
 var action = closeAction(code, reason);
 if (action.then === "stop" || action.then === "reauth" && this.reauthed) {
 this.stop("closed_" + code);
 return;
 }
-if (wasOpen) this.attempt = 0;
+if (stable) this.attempt = 0;
 this.state = STATE.WAITING;
 this.showConnection();
 var delay = Math.max(action.wait, backoffDelay(this.attempt++));
@@ -1119,6 +1129,7 @@ else this.ui.setBanner("");
 Widget.prototype.authenticated = function () {
 this.timer("answer");
 this.state = STATE.OPEN;
+this.openedAt = Date.now();
 this.everOpen = true;
 this.reauthed = false;
 this.showConnection();
@@ -1156,20 +1167,20 @@ else this.historyPending = false;
 }
 this.markRead();
 };
-Widget.prototype.adopt = function (id) {
+Widget.prototype.adopt = function (id, created) {
 var outbox = this.thread.outbox;
 this.thread = new Thread();
 this.thread.reset(id, id ? this.readPosition(id) : 0);
 this.thread.outbox = outbox;
-this.thread.requeue();
 this.historyMore = false;
 this.historyPending = false;
 this.resuming = false;
+this.readDirty = false;
 this.ui.clear();
 for (var k = 0; k < outbox.length; k++) this.ui.upsert(this.thread.view(outbox[k]));
 this.setUnread();
-if (id && this.state === STATE.OPEN && !outbox.length) this.load();
-if (!id) this.flush();
+this.timer("gap");
+if (this.state === STATE.OPEN && !created) this.load();
 };
 Widget.prototype.addMessage = function (raw, batch) {
 var m = normaliseMessage(raw, this.agents, this.appName);
@@ -1210,13 +1221,19 @@ return;
 Widget.prototype.flush = function () {
 if (this.state !== STATE.OPEN) return;
 var items = this.thread.sendable();
+var fresh = false;
 for (var i = 0; i < items.length; i++) {
 var item = items[i];
+if (item.to === undefined) {
+item.to = this.thread.id;
+fresh = true;
+}
 var frame = { type: "send", client_msg_id: item.cid, body: item.body, ref: item.cid };
-if (this.thread.id) frame.conversation_id = this.thread.id;
+if (item.to) frame.conversation_id = item.to;
 if (!this.rawSend(frame)) break;
 item.status = "sending";
 }
+if (fresh) this.saveOutbox();
 this.armAckTimer();
 };
 Widget.prototype.armAckTimer = function () {
@@ -1229,8 +1246,18 @@ return;
 };
 Widget.prototype.sendFailed = function (item, code) {
 var self = this;
-if (code === "not_found" && this.thread.id) {
-this.adopt(null);
+if (code === "not_found" && item.to) {
+var gone = item.to;
+var outbox = this.thread.outbox;
+for (var i = 0; i < outbox.length; i++) {
+if (outbox[i].to === gone) {
+outbox[i].to = undefined;
+outbox[i].status = outbox[i].status === "failed" ? "failed" : "queued";
+}
+}
+if (this.thread.id === gone) this.adopt(null);
+this.saveOutbox();
+this.flush();
 return;
 }
 if (Object.prototype.hasOwnProperty.call(SEND_RETRY, code)) {
@@ -1267,7 +1294,7 @@ if (!this.contactId) return;
 var list = [];
 for (var i = 0; i < this.thread.outbox.length; i++) {
 var o = this.thread.outbox[i];
-list.push({ cid: o.cid, body: o.body, at: o.at, status: o.status === "failed" ? "failed" : "queued", error: o.error });
+list.push({ cid: o.cid, body: o.body, at: o.at, to: o.to, status: o.status === "failed" ? "failed" : "queued", error: o.error });
 }
 this.store.set("outbox:" + this.contactId, list.length ? list : null);
 };
@@ -1346,10 +1373,9 @@ this.authenticated();
 };
 H.ack = function (f) {
 var item = this.thread.findOutbox(f.client_msg_id || f.ref);
-if (!item) return;
-if (!this.thread.id && f.conversation_id) this.adopt(f.conversation_id);
+if (!item || typeof f.conversation_id !== "string") return;
+if (f.conversation_id !== this.thread.id) this.adopt(f.conversation_id, f.seq === 1);
 var t = this.thread;
-if (f.conversation_id !== t.id) return;
 t.dropOutbox(item.cid);
 this.saveOutbox();
 this.addMessage({ conversation_id: t.id, seq: f.seq, id: f.id, client_msg_id: item.cid, type: "incoming",

@@ -57,10 +57,11 @@ H.ready = function (f) {
 
 H.ack = function (f) {
   var item = this.thread.findOutbox(f.client_msg_id || f.ref);
-  if (!item) return;
-  if (!this.thread.id && f.conversation_id) this.adopt(f.conversation_id);
+  if (!item || typeof f.conversation_id !== "string") return;
+  // The shopper's latest message is in this conversation (the first one of a new
+  // conversation, or a retry that had started one before a reload): show that one.
+  if (f.conversation_id !== this.thread.id) this.adopt(f.conversation_id, f.seq === 1);
   var t = this.thread;
-  if (f.conversation_id !== t.id) return;
   t.dropOutbox(item.cid);
   this.saveOutbox();
   this.addMessage({ conversation_id: t.id, seq: f.seq, id: f.id, client_msg_id: item.cid, type: "incoming",

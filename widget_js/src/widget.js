@@ -8,6 +8,7 @@ var IDLE_PING_MS = 25000;
 var TYPING_EVERY_MS = 2500;
 var TYPING_SHOWN_MS = 6000;
 var GAP_WAIT_MS = 1500;
+var STABLE_MS = 10000;
 var HISTORY_PAGE = 50;
 
 function Widget(win, config) {
@@ -176,7 +177,8 @@ Widget.prototype.startSession = function () {
 Widget.prototype.requestSession = function () {
   var self = this;
   if (this.sessionInFlight) return this.sessionInFlight;
-  var body = { app_id: this.appId, visitor_token: this.store.get("visitor"), identify: null };
+  var visitor = this.store.get("visitor");
+  var body = { app_id: this.appId, visitor_token: typeof visitor === "string" ? visitor : null, identify: null };
   this.sentIdentity = this.identity;
   for (var k in this.identity) {
     body.identify = this.identity;
@@ -251,7 +253,16 @@ Widget.prototype.switchContact = function (contactId, conversations) {
   this.historyMore = false;
   this.resuming = false;
   var stored = this.store.get("outbox:" + contactId);
-  var outbox = (stored && stored.length ? stored : []).concat(unsent);
+  var outbox = [];
+  for (var s = 0; stored && s < stored.length; s++) {
+    var o = stored[s];
+    if (o && typeof o.cid === "string" && typeof o.body === "string") outbox.push(o);
+  }
+  // Typed as the previous contact: sent as this one, to this contact's conversation.
+  for (var u = 0; u < unsent.length; u++) {
+    unsent[u].to = undefined;
+    outbox.push(unsent[u]);
+  }
   for (var i = 0; i < outbox.length; i++) {
     if (outbox[i].status !== "failed") outbox[i].status = "queued";
   }
@@ -472,13 +483,15 @@ Widget.prototype.closed = function (code, reason) {
   this.thread.requeue();
   this.resuming = false;
   this.historyPending = false;
-  var wasOpen = this.state === STATE.OPEN;
+  // Backoff starts over only after a connection that held for a while: a gateway that
+  // accepts and then drops every socket must not be hammered.
+  var stable = this.state === STATE.OPEN && Date.now() - this.openedAt > STABLE_MS;
   var action = closeAction(code, reason);
   if (action.then === "stop" || action.then === "reauth" && this.reauthed) {
     this.stop("closed_" + code);
     return;
   }
-  if (wasOpen) this.attempt = 0;
+  if (stable) this.attempt = 0;
   this.state = STATE.WAITING;
   this.showConnection();
   var delay = Math.max(action.wait, backoffDelay(this.attempt++));
@@ -519,6 +532,7 @@ Widget.prototype.showConnection = function () {
 Widget.prototype.authenticated = function () {
   this.timer("answer");
   this.state = STATE.OPEN;
+  this.openedAt = Date.now();
   this.everOpen = true;
   this.reauthed = false;
   this.showConnection();
@@ -562,22 +576,22 @@ Widget.prototype.scrolled = function (top) {
   this.markRead();
 };
 
-// The shopper's conversation changes: the first send created it, an agent started one, or
-// it was deleted (null).
-Widget.prototype.adopt = function (id) {
+// The shopper's conversation changes: the first send created it (`created`: nothing to
+// load), an agent started one, or it was deleted (null).
+Widget.prototype.adopt = function (id, created) {
   var outbox = this.thread.outbox;
   this.thread = new Thread();
   this.thread.reset(id, id ? this.readPosition(id) : 0);
   this.thread.outbox = outbox;
-  this.thread.requeue();
   this.historyMore = false;
   this.historyPending = false;
   this.resuming = false;
+  this.readDirty = false;
   this.ui.clear();
   for (var k = 0; k < outbox.length; k++) this.ui.upsert(this.thread.view(outbox[k]));
   this.setUnread();
-  if (id && this.state === STATE.OPEN && !outbox.length) this.load();
-  if (!id) this.flush();
+  this.timer("gap");
+  if (this.state === STATE.OPEN && !created) this.load();
 };
 
 Widget.prototype.addMessage = function (raw, batch) {
@@ -622,17 +636,25 @@ Widget.prototype.refreshOwn = function () {
   }
 };
 
-// Sends every queued message in typed order; each keeps its client id across retries.
+// Sends every queued message in typed order. A retry repeats the first attempt exactly:
+// same client_msg_id and same target (a message that started a conversation is retried as
+// starting one — the gateway deduplicates per target), so it is stored once.
 Widget.prototype.flush = function () {
   if (this.state !== STATE.OPEN) return;
   var items = this.thread.sendable();
+  var fresh = false;
   for (var i = 0; i < items.length; i++) {
     var item = items[i];
+    if (item.to === undefined) {
+      item.to = this.thread.id;
+      fresh = true;
+    }
     var frame = { type: "send", client_msg_id: item.cid, body: item.body, ref: item.cid };
-    if (this.thread.id) frame.conversation_id = this.thread.id;
+    if (item.to) frame.conversation_id = item.to;
     if (!this.rawSend(frame)) break;
     item.status = "sending";
   }
+  if (fresh) this.saveOutbox();
   this.armAckTimer();
 };
 
@@ -647,9 +669,20 @@ Widget.prototype.armAckTimer = function () {
 
 Widget.prototype.sendFailed = function (item, code) {
   var self = this;
-  if (code === "not_found" && this.thread.id) {
-    // The conversation is gone: the message starts a new one.
-    this.adopt(null);
+  if (code === "not_found" && item.to) {
+    // The conversation is gone (deleted): what was meant for it starts a new one. Nothing
+    // was stored, so sending it as a new conversation cannot make a duplicate.
+    var gone = item.to;
+    var outbox = this.thread.outbox;
+    for (var i = 0; i < outbox.length; i++) {
+      if (outbox[i].to === gone) {
+        outbox[i].to = undefined;
+        outbox[i].status = outbox[i].status === "failed" ? "failed" : "queued";
+      }
+    }
+    if (this.thread.id === gone) this.adopt(null);
+    this.saveOutbox();
+    this.flush();
     return;
   }
   if (Object.prototype.hasOwnProperty.call(SEND_RETRY, code)) {
@@ -689,7 +722,7 @@ Widget.prototype.saveOutbox = function () {
   var list = [];
   for (var i = 0; i < this.thread.outbox.length; i++) {
     var o = this.thread.outbox[i];
-    list.push({ cid: o.cid, body: o.body, at: o.at, status: o.status === "failed" ? "failed" : "queued", error: o.error });
+    list.push({ cid: o.cid, body: o.body, at: o.at, to: o.to, status: o.status === "failed" ? "failed" : "queued", error: o.error });
   }
   this.store.set("outbox:" + this.contactId, list.length ? list : null);
 };
