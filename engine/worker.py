@@ -209,6 +209,7 @@ async def serve(config: Config) -> None:
     pool = await _pool_when_ready(config)
     worker = Worker(config, redis=redis, pool=pool)
     shopify_stop, shopify = asyncio.Event(), None
+    workflow_stop, workflow = asyncio.Event(), None
     try:
         await _retry_redis(worker.setup)
         log.info("worker %s persisting %d shards", worker.consumer, config.engine.shards)
@@ -216,6 +217,10 @@ async def serve(config: Config) -> None:
         from engine.shopify.runner import run_in_worker
 
         shopify = asyncio.get_running_loop().create_task(run_in_worker(config, pool, redis, shopify_stop))
+        # Auto-assignment, reminders, presence sweeper (docs/workflow.md): own consumer group and loops.
+        from engine.assignment import run_workflow
+
+        workflow = asyncio.get_running_loop().create_task(run_workflow(config, pool, redis, workflow_stop))
         task = asyncio.get_running_loop().create_task(worker.run())
         try:
             await asyncio.shield(task)
@@ -229,6 +234,9 @@ async def serve(config: Config) -> None:
                 await asyncio.gather(task, return_exceptions=True)
             raise
     finally:
+        if workflow is not None:
+            workflow_stop.set()
+            await asyncio.gather(workflow, return_exceptions=True)
         if shopify is not None:
             shopify_stop.set()
             await asyncio.gather(shopify, return_exceptions=True)

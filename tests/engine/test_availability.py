@@ -9,9 +9,9 @@ import pytest
 
 from convot.db import scoped
 from convot.tokens import TokenIssuer
-from engine import keys
 from engine.availability import (Presence, SocketPresence, effective_state, ephemeral, presence_due_key,
                                  presence_frame, presence_key, set_choice, team_state)
+from tests.engine.listener import Listener
 from tests.engine.seed import seed_tenant
 from tests.gateway.conftest import Harness, start_gateway, stop_gateway
 
@@ -41,34 +41,6 @@ async def swept(presence, org):
 async def choose(db, org, user, choice):
     async with scoped(db, org_id=org) as conn:
         return await set_choice(conn, org, user, choice)
-
-
-class Listener:
-    """Everything published on one organisation's ephemeral channel, decoded."""
-
-    def __init__(self, redis_client, config, org):
-        self.pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-        self.channel = keys.ephemeral_channel(keys.shard_of(org, config.engine.shards))
-        self.org = org.encode()
-
-    async def __aenter__(self):
-        await self.pubsub.subscribe(self.channel)
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.pubsub.aclose()
-
-    async def frames(self, wait: float = 0.5) -> list[tuple[bytes, dict]]:
-        out = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while loop.time() < deadline:
-            msg = await self.pubsub.get_message(timeout=max(0.01, deadline - loop.time()))
-            if msg and msg["type"] == "message":
-                org, _contact, audience, _sender, frame = msg["data"].split(b"|", 4)
-                if org == self.org:
-                    out.append((audience, orjson.loads(frame)))
-        return out
 
 
 def test_pure_states_and_frames():
