@@ -70,7 +70,7 @@ export class Api {
   }
 
   get(path, opts) { return this.request("GET", path, undefined, opts); }
-  post(path, body, opts) { return this.request("POST", path, body === undefined ? {} : body, opts); }
+  post(path, body, opts) { return this.request("POST", path, body, opts); }
   patch(path, body, opts) { return this.request("PATCH", path, body, opts); }
   put(path, body, opts) { return this.request("PUT", path, body, opts); }
   del(path, opts) { return this.request("DELETE", path, undefined, opts); }
@@ -120,6 +120,9 @@ export const paths = {
   webhookTest: (o, w) => "/v1/orgs/" + o + "/webhooks/" + w + "/test",
   webhookDeliveries: (o, w) => "/v1/orgs/" + o + "/webhooks/" + w + "/deliveries",
   exports: (o) => "/v1/orgs/" + o + "/exports",
+  exportLink: (o, x) => "/v1/orgs/" + o + "/exports/" + x + "/link",
+  webhookSecret: (o, w) => "/v1/orgs/" + o + "/webhooks/" + w + "/secret",
+  rotateWebhookSecret: (o, w) => "/v1/orgs/" + o + "/webhooks/" + w + "/secret/rotate",
   socketToken: (o) => "/v1/orgs/" + o + "/socket-token",
   conversations: (o) => "/v1/orgs/" + o + "/conversations",
   conversation: (o, c) => "/v1/orgs/" + o + "/conversations/" + c,

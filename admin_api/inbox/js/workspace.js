@@ -76,7 +76,7 @@ export class Workspace extends EventTarget {
     this._restoreOutbox();
     this.connection = new Connection({
       url: this.gatewayUrl,
-      getToken: () => this.api.post(paths.socketToken(this.orgId), {}),
+      getToken: () => this.api.post(paths.socketToken(this.orgId)),
       onFrame: (f) => this._frame(f),
       onReady: (f) => this._ready(f),
       onState: (state, detail) => {

@@ -138,7 +138,7 @@ export async function appDetail(root, ctx, appId) {
     if (!ok) return;
     busy(rotate, async () => {
       try {
-        const s = await api.post(paths.rotateSecret(org.id, appId), {});
+        const s = await api.post(paths.rotateSecret(org.id, appId));
         secretOut.textContent = s.identity_secret;
         announce("Identity secret rotated");
       } catch (e) {

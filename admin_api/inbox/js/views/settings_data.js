@@ -56,6 +56,22 @@ export async function auditSection(root, ctx) {
   await load(true);
 }
 
+// A signed link valid for a few minutes, asked for when the owner clicks (the click is audited).
+function downloadButton(ctx, exportId, error) {
+  const b = h("button", { type: "button", class: "secondary small" }, "Download");
+  b.addEventListener("click", () => busy(b, async () => {
+    try {
+      const link = await ctx.api.post(paths.exportLink(ctx.org.id, exportId));
+      // Same server, whatever host name the page was opened with.
+      const url = new URL(link.url, location.href);
+      location.assign(url.pathname + url.search);
+    } catch (e) {
+      showError(error, e);
+    }
+  }));
+  return b;
+}
+
 export async function dataSection(root, ctx) {
   const { api, org } = ctx;
   const perms = org.permissions || [];
@@ -75,7 +91,7 @@ export async function dataSection(root, ctx) {
     const start = h("button", { type: "button", class: "primary" }, "Export all data");
     start.addEventListener("click", () => busy(start, async () => {
       try {
-        await api.post(paths.exports(org.id), {});
+        await api.post(paths.exports(org.id));
         announce("Export started");
         reload();
       } catch (e) {
@@ -85,11 +101,12 @@ export async function dataSection(root, ctx) {
     const rows = exports ? (exports.items || []).map((x) => h("tr", null,
       h("td", { text: fullTime(x.created_at) }),
       h("td", null, h("span", { class: "pill pill-" + (x.status === "done" ? "open" : x.status === "failed" ? "failed" : "pending"), text: x.status })),
-      h("td", { class: "right" }, x.download_url ? h("a", { class: "button secondary small", href: x.download_url, download: "" }, "Download") : null))) : [];
+      h("td", { text: x.size_bytes ? Math.max(1, Math.round(x.size_bytes / 1024)) + " KB" : "" }),
+      h("td", { class: "right" }, x.available ? downloadButton(ctx, x.id, error) : null))) : [];
     parts.push(h("div", { class: "card" }, h("h3", { text: "Export" }),
       h("p", { text: "A zip of JSON Lines files with everything the organisation owns: members, apps, contacts, conversations, messages, the audit log and more. Links expire after a few minutes; archives after 7 days." }),
       exports === null ? h("p", { class: "muted", text: "Exports are not available on this server yet." }) : start,
-      rows.length ? table(["Requested", "State", ""], rows, "Exports") : null,
+      rows.length ? table(["Requested", "State", "Size", ""], rows, "Exports") : null,
       rows.some((r) => r) ? h("button", { type: "button", class: "secondary small", onclick: reload }, "Refresh") : null));
   }
 
@@ -100,7 +117,7 @@ export async function dataSection(root, ctx) {
       const restore = h("button", { type: "button", class: "primary" }, "Cancel the deletion");
       restore.addEventListener("click", () => busy(restore, async () => {
         try {
-          Object.assign(org, await api.post(paths.restoreOrg(org.id), {}));
+          Object.assign(org, await api.post(paths.restoreOrg(org.id)));
           announce("Deletion cancelled");
           reload();
         } catch (e) {

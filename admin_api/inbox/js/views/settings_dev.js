@@ -148,7 +148,7 @@ export async function webhookDetail(root, ctx, id) {
   const test = h("button", { type: "button", class: "secondary" }, "Send test event");
   test.addEventListener("click", () => busy(test, async () => {
     try {
-      await api.post(paths.webhookTest(org.id, id), {});
+      await api.post(paths.webhookTest(org.id, id));
       announce("Test event queued");
       setTimeout(reload, 1500);
     } catch (e) {

@@ -24,7 +24,7 @@ export async function securitySection(root, ctx) {
     const start = h("button", { type: "button", class: "primary" }, "Set up two-factor authentication");
     start.addEventListener("click", () => busy(start, async () => {
       try {
-        const setup = await api.post(paths.totpSetup, {});
+        const setup = await api.post(paths.totpSetup);
         const done = await enableDialog(ctx, setup);
         if (done) {
           ctx.app.session.mfa_enabled = true;
@@ -83,7 +83,7 @@ export async function securitySection(root, ctx) {
       table(["Browser", "IP address", "Last active", ""], rows, "Your sessions"),
       others ? h("button", { type: "button", class: "secondary", onclick: async () => {
         try {
-          const r = await api.post(paths.revokeOthers, {});
+          const r = await api.post(paths.revokeOthers);
           announce(r.revoked + " other sessions ended");
           reload();
         } catch (e) {

@@ -38,10 +38,12 @@ export class Shell {
     this.onList = () => this.updateUnread();
     this.ws.addEventListener("connection", this.onConnection);
     this.ws.addEventListener("list", this.onList);
+    if (this.ws.connection) this.setBanner(this.ws.connection.state);
     if (app.org.mfaBlocked) this.setBannerText("This organisation requires two-factor authentication. Turn it on below to open the inbox.");
   }
 
   destroy() {
+    delete document.documentElement.dataset.connection;
     this.ws.removeEventListener("connection", this.onConnection);
     this.ws.removeEventListener("list", this.onList);
     if (this.inbox) this.inbox.destroy();
@@ -99,6 +101,8 @@ export class Shell {
   }
 
   setBanner(state) {
+    // Also on the root element: styles and tests can tell whether the inbox is live.
+    document.documentElement.dataset.connection = state;
     this.setBannerText(BANNERS[state] || null, state === "stopped" ? "error" : "warning");
   }
 
