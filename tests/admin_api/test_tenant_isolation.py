@@ -3,13 +3,14 @@
 Every route is called with organisation B's credentials against organisation A's resources:
 a route with a path parameter must answer 404 (never 403, never data) and change nothing;
 a GET without parameters must not show anything of A.  A route this test cannot classify --
-a path parameter without a sample below, or a state-changing route without parameters that is
-not listed in SELF_SCOPED -- fails the suite, so every new route gets covered.
+a path parameter without a sample in ``seed_a`` / ``NOT_TENANT_PARAMS``, or a state-changing
+route without parameters that is not listed in SELF_SCOPED -- fails the suite, so every new
+route gets covered.
 """
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -17,6 +18,7 @@ from admin_api import keys
 from admin_api.openapi import openapi_path
 from convot.db import scoped
 from tests.admin_api.conftest import add_member, make_org, new_email, signed_in
+from tests.admin_api.developer import developer_samples
 
 # State-changing routes without path parameters: they act on the caller's own account, or are
 # public and name their object by a secret token, so there is nothing of A to address.
@@ -41,9 +43,13 @@ SELF_SCOPED = {
     ("POST", "/v1/orgs"): "creates the caller's own organisation",
     ("POST", "/v1/invites/inspect"): "public: a secret token",
     ("POST", "/v1/invites/accept"): "a secret token, for the caller's own address",
+    ("POST", "/v1/billing/stripe/webhook"): "public: Stripe-signed raw body; the event names its customer",
+    ("POST", "/v1/widget/session"): "public: names its app by the public key, answers only that app's data",
 }
 # GET routes that may show other tenants' data by design (development only, loopback only).
 DEVELOPMENT_ONLY = {("GET", "/dev/mail")}
+# Path parameters of public routes that name no tenant resource (static files), with a sample.
+NOT_TENANT_PARAMS = {"path": "index.html", "name": "loader.js"}
 
 
 @dataclass
@@ -55,16 +61,56 @@ class TenantA:
     session_id: str
     owner_email: str
     agent_email: str
+    resources: dict
 
     def secrets_of_a(self) -> list[str]:
         return [str(self.org_id), str(self.owner_id), str(self.agent_id), str(self.invite_id), self.session_id,
-                self.owner_email, self.agent_email]
+                self.owner_email, self.agent_email, *[v for k, v in self.resources.items() if k != "seq"]]
 
 
 def samples(a: TenantA) -> dict[str, str]:
-    """A's value for every path parameter name of the API.  A new parameter needs a line here."""
+    """A's value for every path parameter name of the API.  A new parameter needs a sample here
+    (and its row in ``seed_a``)."""
     return {"org_id": str(a.org_id), "user_id": str(a.agent_id), "invite_id": str(a.invite_id),
-            "session_id": a.session_id}
+            "session_id": a.session_id, **a.resources}
+
+
+async def seed_a(app, org_id: uuid.UUID, owner_id: uuid.UUID) -> dict[str, str]:
+    """One row of every other tenant resource kind in organisation A, written under A's scope."""
+    from convot.crypto import row_aad
+
+    enc = app[keys.ENCRYPTOR]
+    app_id, hook_id = uuid.uuid4(), uuid.uuid4()
+    key_id = uuid.uuid4().hex[:16]
+    async with scoped(app[keys.DB], org_id=org_id) as conn:
+        await conn.execute(
+            "INSERT INTO apps (id, org_id, public_key, name, identity_secret_enc) VALUES ($1, $2, $3, 'A app', $4)",
+            app_id, org_id, f"app_{uuid.uuid4().hex[:20]}",
+            enc.encrypt(b"0" * 64, row_aad("apps", "identity_secret_enc", org_id, app_id)))
+        contact_id = await conn.fetchval(
+            "INSERT INTO contacts (org_id, email, name) VALUES ($1, $2, 'A contact') RETURNING id",
+            org_id, new_email("a-contact"))
+        conversation_id = await conn.fetchval(
+            "INSERT INTO conversations (org_id, app_id, contact_id, last_seq) VALUES ($1, $2, $3, 1) RETURNING id",
+            org_id, app_id, contact_id)
+        await conn.execute(
+            "INSERT INTO messages (org_id, conversation_id, seq, id, type, author_kind, body, created_at) "
+            "VALUES ($1, $2, 1, $3, 'incoming', 'contact', 'a private message of A', now())",
+            org_id, conversation_id, uuid.uuid4().hex)
+        await conn.execute(
+            "INSERT INTO webhooks (id, org_id, url, secret_enc, events) VALUES ($1, $2, 'https://a.example/hook', $3, "
+            "'{message.sent}')", hook_id, org_id, enc.encrypt(b"s" * 32, row_aad("webhooks", "secret_enc", org_id, hook_id)))
+        delivery_id = await conn.fetchval(
+            "INSERT INTO webhook_deliveries (org_id, webhook_id, event, event_id, payload) "
+            "VALUES ($1, $2, 'message.sent', $3, '{}') RETURNING id", org_id, hook_id, uuid.uuid4().hex)
+        export_id = await conn.fetchval(
+            "INSERT INTO exports (org_id, requested_by) VALUES ($1, $2) RETURNING id", org_id, owner_id)
+        await conn.execute(
+            "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes) VALUES ($1, $2, 'A key', $3, "
+            "'{conversations:read}')", key_id, org_id, "0" * 64)
+    return {"app_id": str(app_id), "contact_id": str(contact_id), "conversation_id": str(conversation_id),
+            "seq": "1", "webhook_id": str(hook_id), "delivery_id": str(delivery_id), "export_id": str(export_id),
+            "key_id": key_id}
 
 
 async def tenant_a(client_factory, app):
@@ -74,17 +120,30 @@ async def tenant_a(client_factory, app):
     await add_member(app, org_id, agent_id, "agent")
     invite = await owner.call("POST", f"/v1/orgs/{org_id}/invites", {"email": new_email("a-invitee"), "role": "agent"})
     session_id = hashlib.sha256(owner.session_cookie().encode()).hexdigest()
-    return TenantA(org_id, owner_id, agent_id, uuid.UUID(invite.body["id"]), session_id, owner.email, agent.email), owner
+    resources = await seed_a(app, org_id, owner_id)
+    return TenantA(org_id, owner_id, agent_id, uuid.UUID(invite.body["id"]), session_id, owner.email, agent.email,
+                   resources), owner
 
 
 async def snapshot(app, a: TenantA) -> dict:
+    tables = ("apps", "contacts", "conversations", "messages", "webhooks", "webhook_deliveries", "exports", "api_keys",
+              "members", "invites", "organisations")
     async with scoped(app[keys.DB], org_id=a.org_id) as conn:
-        return {
-            "org": dict(await conn.fetchrow("SELECT name, require_mfa, deletion_scheduled_at FROM organisations WHERE id = $1", a.org_id)),
-            "members": sorted(tuple(r) for r in await conn.fetch("SELECT user_id, role, overrides::text, token_version FROM members WHERE org_id = $1", a.org_id)),
-            "invites": sorted(tuple(r) for r in await conn.fetch("SELECT id, accepted_at, revoked_at FROM invites WHERE org_id = $1", a.org_id)),
-            "session": await conn.fetchval("SELECT revoked_at FROM user_sessions WHERE id = $1", a.session_id),
-        }
+        state = {}
+        for table in tables:
+            rows = await conn.fetch(f'SELECT to_jsonb(t)::text AS row FROM "{table}" t WHERE org_id = $1', a.org_id)
+            state[table] = sorted(r["row"] for r in rows)
+        state["session"] = await conn.fetchval("SELECT revoked_at FROM user_sessions WHERE id = $1", a.session_id)
+        return state
+
+
+def query_for(route) -> str:
+    if route.query is None:
+        return ""
+    from urllib.parse import urlencode
+
+    example = {k: v for k, v in route.query.example().items() if route.query.__fields__[k].required}
+    return "?" + urlencode(example) if example else ""
 
 
 def fill(path: str, values: dict[str, str]) -> str:
@@ -106,26 +165,33 @@ async def test_every_route_refuses_organisation_b_on_organisation_a(client_facto
         key = (route.method, openapi_path(route.path))
         params = route.path_params
         body = route.body.example() if route.body is not None else None
-        if params:
+        if params and route.permission == "public" and all(p in NOT_TENANT_PARAMS for p in params):
+            answer = await b.call(route.method, fill(route.path, NOT_TENANT_PARAMS) + query_for(route), body)
+            checked += 1
+            shown = [x for x in a.secrets_of_a() if x in str(answer.body)]
+            if shown:
+                leaks.append(f"{key} shows organisation A's {shown}")
+        elif params:
             missing = [p for p in params if p not in a_values]
             if missing:
                 uncovered.append(f"{key}: no sample of organisation A for path parameter(s) {missing}")
                 continue
             # 1. A's identifiers with B's credentials
-            answer = await b.call(route.method, fill(route.path, a_values), body)
+            answer = await b.call(route.method, fill(route.path, a_values) + query_for(route), body)
             checked += 1
             if answer.status != 404 or answer.code != "not_found":
                 leaks.append(f"{key} with A's ids answered {answer.status} {answer.body}")
             # 2. B's own organisation, but A's other resources
             if "org_id" in params and len(params) > 1:
-                mixed = await b.call(route.method, fill(route.path, {**a_values, "org_id": str(b_org)}), body)
+                mixed = await b.call(route.method, fill(route.path, {**a_values, "org_id": str(b_org)}) + query_for(route),
+                                     body)
                 checked += 1
                 if mixed.status != 404:
                     leaks.append(f"{key} with B's org and A's resource answered {mixed.status} {mixed.body}")
         elif route.method == "GET":
             if key in DEVELOPMENT_ONLY:
                 continue
-            answer = await b.call("GET", route.path)
+            answer = await b.call("GET", route.path + query_for(route))
             checked += 1
             text = str(answer.body)
             shown = [s for s in a.secrets_of_a() if s in text]
@@ -147,7 +213,7 @@ async def test_a_new_route_without_a_sample_fails_the_check(client_factory, app)
 
     dummy = Route(method="GET", path="/v1/orgs/{org_id}/widgets/{widget_id}", handler=lambda call: None,
                   permission="org.read", tag="dummy", status=204)
-    a = TenantA(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), "0" * 64, "a@example.com", "b@example.com")
+    a = TenantA(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), "0" * 64, "a@example.com", "b@example.com", {})
     assert [p for p in dummy.path_params if p not in samples(a)] == ["widget_id"]
 
 
