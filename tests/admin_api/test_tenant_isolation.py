@@ -153,15 +153,11 @@ def fill(path: str, values: dict[str, str]) -> str:
     return out
 
 
-async def test_every_route_refuses_organisation_b_on_organisation_a(client_factory, app):
-    a, a_owner = await tenant_a(client_factory, app)
-    b, b_owner_id, _ = await signed_in(client_factory, app)
-    b_org = await make_org(app, b_owner_id, "Tenant B")
-    before = await snapshot(app, a)
+async def walk(routes, a: TenantA, b, b_org: uuid.UUID) -> tuple[list[str], list[str], int]:
+    """Call every route as B against A; answer (uncovered routes, leaks, calls made)."""
     a_values = samples(a)
-
     uncovered, leaks, checked = [], [], 0
-    for route in app[keys.ROUTES]:
+    for route in routes:
         key = (route.method, openapi_path(route.path))
         params = route.path_params
         body = route.body.example() if route.body is not None else None
@@ -193,13 +189,26 @@ async def test_every_route_refuses_organisation_b_on_organisation_a(client_facto
                 continue
             answer = await b.call("GET", route.path + query_for(route))
             checked += 1
-            text = str(answer.body)
-            shown = [s for s in a.secrets_of_a() if s in text]
+            shown = [x for x in a.secrets_of_a() if x in str(answer.body)]
             if shown:
                 leaks.append(f"{key} shows organisation A's {shown}")
         elif key not in SELF_SCOPED:
             uncovered.append(f"{key}: state-changing route without path parameters: add it to SELF_SCOPED "
                              "with the reason it cannot reach another organisation, or give it a path parameter")
+    return uncovered, leaks, checked
+
+
+async def two_tenants(client_factory, app):
+    a, a_owner = await tenant_a(client_factory, app)
+    b, b_owner_id, _ = await signed_in(client_factory, app)
+    b_org = await make_org(app, b_owner_id, "Tenant B")
+    return a, a_owner, b, b_org
+
+
+async def test_every_route_refuses_organisation_b_on_organisation_a(client_factory, app):
+    a, a_owner, b, b_org = await two_tenants(client_factory, app)
+    before = await snapshot(app, a)
+    uncovered, leaks, checked = await walk(app[keys.ROUTES], a, b, b_org)
     assert uncovered == [], "\n".join(uncovered)
     assert leaks == [], "\n".join(leaks)
     assert checked >= 30, checked
@@ -207,14 +216,37 @@ async def test_every_route_refuses_organisation_b_on_organisation_a(client_facto
     assert (await a_owner.call("GET", f"/v1/orgs/{a.org_id}/members")).status == 200
 
 
-async def test_a_new_route_without_a_sample_fails_the_check(client_factory, app):
-    """The check above reports a route whose path parameter it cannot fill."""
+async def test_a_new_route_without_coverage_fails_the_check():
+    """A route whose path parameter has no sample, or a parameterless state-changing route that
+    nobody classified, is reported (the walker makes no call for them)."""
     from admin_api.routing import Route
 
-    dummy = Route(method="GET", path="/v1/orgs/{org_id}/widgets/{widget_id}", handler=lambda call: None,
-                  permission="org.read", tag="dummy", status=204)
+    new_param = Route(method="GET", path="/v1/orgs/{org_id}/widgets/{widget_id}", handler=lambda call: None,
+                      permission="org.read", tag="dummy", status=204)
+    unclassified = Route(method="POST", path="/v1/something-new", handler=lambda call: None,
+                         permission="session", tag="dummy", status=204)
     a = TenantA(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), "0" * 64, "a@example.com", "b@example.com", {})
-    assert [p for p in dummy.path_params if p not in samples(a)] == ["widget_id"]
+    uncovered, leaks, checked = await walk([new_param, unclassified], a, b=None, b_org=uuid.uuid4())
+    assert len(uncovered) == 2 and "widget_id" in uncovered[0] and "SELF_SCOPED" in uncovered[1]
+    assert (leaks, checked) == ([], 0)
+
+
+async def test_the_walker_catches_a_broken_membership_check(client_factory, app, monkeypatch):
+    """Proof the check can fail: with the membership lookup faked, B reaches A's data and the
+    walker reports it."""
+    from admin_api import pipeline
+    from admin_api.principal import Membership
+
+    a, _, b, b_org = await two_tenants(client_factory, app)
+
+    async def everyone_is_owner(pool, org_id, user_id):
+        return Membership(org_id, user_id, "owner", {}, 0, False, False)
+
+    monkeypatch.setattr(pipeline, "load_membership", everyone_is_owner)
+    routes = [r for r in app[keys.ROUTES] if r.method == "GET" and r.path in
+              ("/v1/orgs/{org_id}/members", "/v1/orgs/{org_id}/members/{user_id}", "/v1/orgs/{org_id}/invites")]
+    _, leaks, _ = await walk(routes, a, b, b_org)
+    assert len(leaks) == 3, leaks
 
 
 @pytest.mark.parametrize("path", ["/v1/orgs/not-a-uuid", "/v1/orgs/00000000-0000-0000-0000-000000000000/members"])
