@@ -18,7 +18,6 @@ from admin_api import keys
 from admin_api.openapi import openapi_path
 from convot.db import scoped
 from tests.admin_api.conftest import add_member, make_org, new_email, signed_in
-from tests.admin_api.developer import developer_samples
 
 # State-changing routes without path parameters: they act on the caller's own account, or are
 # public and name their object by a secret token, so there is nothing of A to address.
