@@ -11,7 +11,6 @@ from convot.config import Config
 
 if TYPE_CHECKING:  # imported for annotations only, to keep this module dependency-free
     from admin_api.principal import Principal
-    from admin_api.routing import Route
 
 Resolver = Callable[[web.Request], Awaitable["Principal | None"]]
 
@@ -27,7 +26,7 @@ CATCH_ALL = web.AppKey("catch_all", Any)      # convot.mail.CatchAllServer | Non
 ENGINE = web.AppKey("engine", Any)            # engine.client.EngineClient (control events, messages)
 TOKENS = web.AppKey("tokens", Any)            # convot.tokens.TokenIssuer (gateway tokens)
 RESOLVERS = web.AppKey("resolvers", list)     # list[Resolver]: authentication chain, first match wins
-ROUTES = web.AppKey("routes", list)           # list[Route]: every declared route of this app
+ROUTES = web.AppKey("routes", list)           # list[routing.Route]: every declared route of this app
 SECURITY = web.AppKey("security", Any)        # admin_api.security.SecurityPolicy
 JOBS = web.AppKey("jobs", Any)              # admin_api.jobs.JobQueue
 

@@ -1,5 +1,6 @@
 """Invitations: 7 days, single use, who may invite whom, acceptance by the invited address."""
 
+import datetime as dt
 import uuid
 
 from admin_api import keys
@@ -20,6 +21,8 @@ async def test_invite_accept_once(client_factory, app):
     email = new_email("invitee")
     created = await admin.call("POST", f"/v1/orgs/{org_id}/invites", {"email": email, "role": "agent"})
     assert created.status == 201 and created.body["status"] == "pending"
+    lifetime = dt.datetime.fromisoformat(created.body["expires_at"]) - dt.datetime.fromisoformat(created.body["created_at"])
+    assert lifetime == dt.timedelta(days=7)
     mail = await wait_for_mail(app, email, "invited to join Invite Co")
     token = token_from(mail)
     assert "/app/accept-invite#token=" in mail.text and "7 days" in mail.text
