@@ -15,6 +15,8 @@ import logging
 from aiohttp import web
 
 from admin_api import audit, auth, devmail, invites, members, mfa, organisations, security, sessions, system
+from admin_api import shopify
+from admin_api.billing import routes as billing
 from admin_api import static
 from admin_api.jobs import JobQueue
 from admin_api.keys import (CATCH_ALL, CONFIG, DB, ENCRYPTOR, ENGINE, HASHER, JOBS, LIMITS, OUTBOX, REDIS, RESOLVERS,
@@ -38,6 +40,7 @@ log = logging.getLogger("convot.admin_api")
 ROUTE_TABLES: tuple[RouteTable, ...] = (
     system.routes, security.routes, auth.routes, sessions.routes, mfa.routes, organisations.routes,
     members.routes, invites.routes, audit.routes,
+    shopify.routes, billing.routes,
     static.routes,
 )
 DEVELOPMENT_ROUTE_TABLES: tuple[RouteTable, ...] = (devmail.routes,)
@@ -119,6 +122,7 @@ def create_app(config: Config) -> web.Application:
     app[RESOLVERS] = [sessions.session_resolver]
     # jobs close before mail (they enqueue mails), mail before the pool and Redis they use
     app.cleanup_ctx.extend([_database, _redis, _secrets, _mail, _jobs])
+    app.cleanup_ctx.extend([billing.billing_context, shopify.shopify_context])  # plans + Stripe client; Shopify HTTP
     app.cleanup_ctx.append(static.static_files)  # inbox, widget and demo files, read off the loop
     tables = ROUTE_TABLES + (DEVELOPMENT_ROUTE_TABLES if runs_catch_all(config) else ())
     install(app, tables)

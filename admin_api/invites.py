@@ -8,6 +8,8 @@ import datetime as dt
 import asyncpg
 
 from admin_api import keys, mails, onetime, permissions
+from admin_api.billing.routes import PLANS
+from admin_api.billing.service import check_seat_available
 from admin_api.call import Call
 from admin_api.errors import ApiError
 from admin_api.organisations import Organisation, organisation_view
@@ -89,6 +91,8 @@ async def create_invite(call: Call) -> Invite:
             await conn.execute(
                 """UPDATE invites SET revoked_at = now() WHERE org_id = $1 AND email = $2 AND accepted_at IS NULL
                    AND revoked_at IS NULL AND expires_at <= now()""", call.org_id, b.email)
+            # the plan's seats: members + pending invites (docs/billing.md); locks the organisation row
+            await check_seat_available(conn, call.org_id, call.app[PLANS])
             row = await conn.fetchrow(
                 f"""INSERT INTO invites (org_id, email, role, token_hash, invited_by, expires_at)
                     VALUES ($1, $2, $3, $4, $5, now() + $6::interval) RETURNING {_COLUMNS}""",

@@ -32,6 +32,8 @@ def possible_errors(route: Route) -> list[str]:
         codes.append("unprocessable_entity")
     if route.body is not None:
         codes += ["bad_request", "unsupported_media_type", "payload_too_large", "unprocessable_entity"]
+    if route.raw_body:
+        codes.append("payload_too_large")
     if route.reauth:
         codes.append("reauth_required")
     codes += list(route.errors)

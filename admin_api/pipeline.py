@@ -114,6 +114,8 @@ def parse_query(route: Route, request: web.Request) -> Schema | None:
 
 
 async def parse_body(route: Route, request: web.Request) -> Schema | None:
+    if route.raw_body:
+        return None  # the handler reads request.read() itself (bounded by client_max_size)
     if route.body is None:
         if request.body_exists and await request.read():
             raise ApiError("unprocessable_entity", details={"field": "body", "reason": "this route takes no body"})

@@ -44,6 +44,7 @@ class Route:
     summary: str = ""
     description: str = ""
     errors: tuple[str, ...] = ()
+    raw_body: bool = False        # the handler reads the bytes itself (signed webhooks)
 
     @property
     def name(self) -> str:
@@ -80,7 +81,7 @@ class RouteTable:
               query: type[Schema] | None = None, params: dict[str, Field] | None = None,
               response: type[Schema] | None = None, status: int = 200, content_type: str = JSON,
               reauth: bool = False, api_scope: str | None = None, summary: str = "", description: str = "",
-              errors: Iterable[str] = ()) -> Callable[[Handler], Handler]:
+              errors: Iterable[str] = (), raw_body: bool = False) -> Callable[[Handler], Handler]:
         method = method.upper()
         if method not in METHODS:
             raise ValueError(f"{path}: unsupported method {method}")
@@ -102,13 +103,16 @@ class RouteTable:
             raise ValueError(f"{method} {path}: a JSON route declares its response schema")
         if body is not None and method == "GET":
             raise ValueError(f"{method} {path}: GET takes no body")
+        if raw_body and (body is not None or method == "GET"):
+            raise ValueError(f"{method} {path}: a raw-body route has no body schema and is not a GET")
 
         def decorate(handler: Handler) -> Handler:
             self.routes.append(Route(
                 method=method, path=path, handler=handler, permission=permission, tag=self.tag, body=body,
                 query=query, params=dict(params or {}), response=response, status=status,
                 content_type=content_type, reauth=reauth, api_scope=api_scope, summary=summary,
-                description=description or (handler.__doc__ or "").strip(), errors=tuple(errors)))
+                description=description or (handler.__doc__ or "").strip(), errors=tuple(errors),
+                raw_body=raw_body))
             return handler
 
         return decorate

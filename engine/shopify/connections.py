@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 import aiohttp
 import asyncpg
@@ -17,6 +18,7 @@ from convot.db import scoped
 from engine.shopify.client import PartnerClient
 from engine.shopify.records import format_time
 
+Audit = Callable[[asyncpg.Connection], Awaitable[None]]   # writes the audit row in the same transaction
 _PARTNER_ORG_ID = re.compile(r"^[0-9]{1,20}$")
 _TOKEN = re.compile(r"^[\x21-\x7e]{8,255}$")   # printable ASCII, no spaces
 
@@ -50,7 +52,7 @@ def validate_input(partner_org_id: str, token: str) -> tuple[str, str]:
 
 
 async def connect(pool: asyncpg.Pool, encryptor, session: aiohttp.ClientSession, settings, *, org_id: uuid.UUID,
-                  partner_org_id: str, token: str) -> dict:
+                  partner_org_id: str, token: str, audit: Audit | None = None) -> dict:
     """Validate with a real query, then store (token encrypted, bound to this organisation's row).
 
     Raises :class:`ConnectionInputError` or the Partner API's typed error; stores nothing then.
@@ -71,17 +73,21 @@ async def connect(pool: asyncpg.Pool, encryptor, session: aiohttp.ClientSession,
                                      THEN shopify_connections.sync_state ELSE '{}'::jsonb END,
                    partner_org_id = EXCLUDED.partner_org_id""",
             org_id, partner_org_id, token_enc, token[-4:])
+        if audit is not None:
+            await audit(conn)
     return await status(pool, org_id)
 
 
-async def disconnect(pool: asyncpg.Pool, org_id: uuid.UUID) -> bool:
+async def disconnect(pool: asyncpg.Pool, org_id: uuid.UUID, audit: Audit | None = None) -> bool:
     """Delete the connection and its token. Copied revenue data stays (a reconnect resumes)."""
     async with scoped(pool, org_id=org_id) as conn:
         result = await conn.execute("DELETE FROM shopify_connections WHERE org_id = $1", org_id)
+        if result == "DELETE 1" and audit is not None:
+            await audit(conn)
     return result == "DELETE 1"
 
 
-async def request_sync_now(pool: asyncpg.Pool, org_id: uuid.UUID) -> bool:
+async def request_sync_now(pool: asyncpg.Pool, org_id: uuid.UUID, audit: Audit | None = None) -> bool:
     """Make the connection due now; a stopped one restarts with its failure count cleared."""
     async with scoped(pool, org_id=org_id) as conn:
         result = await conn.execute(
@@ -90,6 +96,8 @@ async def request_sync_now(pool: asyncpg.Pool, org_id: uuid.UUID) -> bool:
                    consecutive_failures = CASE WHEN status = 'stopped' THEN 0 ELSE consecutive_failures END,
                    last_error = CASE WHEN status = 'stopped' THEN NULL ELSE last_error END
                WHERE org_id = $1""", org_id)
+        if result == "UPDATE 1" and audit is not None:
+            await audit(conn)
     return result == "UPDATE 1"
 
 

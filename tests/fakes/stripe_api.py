@@ -73,6 +73,11 @@ def _error(status: int, type_: str, message: str, code: str | None = None) -> we
                              headers={"Request-Id": f"req_{secrets.token_hex(7)}"})
 
 
+async def _close_after_response(_request: web.Request, response: web.StreamResponse) -> None:
+    # No keep-alive: a long-lived fake (module fixture) leaves no connection task behind a test.
+    response.force_close()
+
+
 @dataclass
 class FakeStripe:
     secret_key: str = "sk_test_51Convot000000000000000000000000000000000000"
@@ -99,6 +104,7 @@ class FakeStripe:
         app.router.add_post("/v1/customers", self._customers)
         app.router.add_post("/v1/checkout/sessions", self._checkout)
         app.router.add_post("/v1/billing_portal/sessions", self._portal)
+        app.on_response_prepare.append(_close_after_response)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

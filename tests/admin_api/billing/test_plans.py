@@ -10,7 +10,7 @@ def test_repository_plans_load_with_prices(tmp_path):
     plans = load_plans("configs/plans.toml", "team=price_1Team,business=price_1Biz")
     assert {p.name for p in plans} == {"free", "team", "business"}
     free, team = plans.get("free"), plans.get("team")
-    assert (free.seats, free.apps, free.purchasable) == (2, 1, False)
+    assert (free.seats, free.apps, free.purchasable) == (5, 1, False)
     assert (team.seats, team.apps, team.price_id) == (10, 3, "price_1Team")
     assert plans.by_price("price_1Biz").name == "business" and plans.by_price("price_other") is None
 

@@ -154,24 +154,27 @@ async def add_invite(owner_db, org, *, expires_in=dt.timedelta(days=7), revoked=
 
 
 async def test_pending_invites_count_as_seats(db, owner_db, org):
-    # Free: 2 seats. The owner is one member.
+    # Free: 5 seats. The owner is one member; three invites are pending.
+    for _ in range(3):
+        await add_invite(owner_db, org)
     await add_invite(owner_db, org, expires_in=dt.timedelta(days=-1))   # expired: no seat
     await add_invite(owner_db, org, revoked=True)                       # revoked: no seat
+    await add_invite(owner_db, org, accepted=True)                      # accepted: no longer pending
     async with scoped(db, org_id=org) as conn:
         await check_seat_available(conn, org, PLANS)
-    await add_invite(owner_db, org)                                     # pending: takes the second seat
+    await add_invite(owner_db, org)                                     # pending: takes the fifth seat
     with pytest.raises(BillingError) as info:
         async with scoped(db, org_id=org) as conn:
             await check_seat_available(conn, org, PLANS)
     assert info.value.code == "seat_limit_reached" and info.value.status == 409
-    assert info.value.details == {"plan": "free", "seats": 2, "members": 1, "pending_invites": 1}
+    assert info.value.details == {"plan": "free", "seats": 5, "members": 1, "pending_invites": 4}
     # Subscribing to Team (10 seats) lifts it.
     customer = await with_customer(db, org)
     await deliver(db, event("customer.subscription.created", sub(customer, "active"), created=int(time.time())))
     async with scoped(db, org_id=org) as conn:
         await check_seat_available(conn, org, PLANS)
         shown = await overview(conn, org, PLANS)
-    assert shown["seats"] == {"limit": 10, "members": 1, "pending_invites": 1}
+    assert shown["seats"] == {"limit": 10, "members": 1, "pending_invites": 4}
 
 
 async def test_app_limit(db, owner_db, org):
