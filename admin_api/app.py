@@ -18,6 +18,8 @@ from admin_api import audit, auth, devmail, invites, members, mfa, organisations
 from admin_api import shopify
 from admin_api.billing import routes as billing
 from admin_api import static
+from admin_api import api_keys, apps, exports, socket_tokens, webhooks, widget_session
+from admin_api.rest import contacts, conversations, messages, tags
 from admin_api.jobs import JobQueue
 from admin_api.keys import (CATCH_ALL, CONFIG, DB, ENCRYPTOR, ENGINE, HASHER, JOBS, LIMITS, OUTBOX, REDIS, RESOLVERS,
                             SECURITY, THROTTLE, TOKENS)
@@ -42,6 +44,8 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     members.routes, invites.routes, audit.routes,
     shopify.routes, billing.routes,
     static.routes,
+    apps.routes, widget_session.routes, socket_tokens.routes, api_keys.routes, conversations.routes, messages.routes,
+    contacts.routes, tags.routes, webhooks.routes, exports.routes,
 )
 DEVELOPMENT_ROUTE_TABLES: tuple[RouteTable, ...] = (devmail.routes,)
 
@@ -114,12 +118,14 @@ async def _jobs(app: web.Application):
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[boundary], client_max_size=config.admin_api.max_body_bytes)
+    # widget_cors is outermost: it sees the final answer, errors included (widget session only)
+    app = web.Application(middlewares=[widget_session.widget_cors, boundary],
+                          client_max_size=config.admin_api.max_body_bytes)
     app[CONFIG] = config
     app[SECURITY] = SecurityPolicy.from_config(config)
     app[LIMITS] = Limits.from_config(config)
     # authentication chain: first resolver that recognises the credentials wins
-    app[RESOLVERS] = [sessions.session_resolver]
+    app[RESOLVERS] = [sessions.session_resolver, api_keys.api_key_resolver]
     # jobs close before mail (they enqueue mails), mail before the pool and Redis they use
     app.cleanup_ctx.extend([_database, _redis, _secrets, _mail, _jobs])
     app.cleanup_ctx.extend([billing.billing_context, shopify.shopify_context])  # plans + Stripe client; Shopify HTTP

@@ -45,6 +45,7 @@ class Route:
     description: str = ""
     errors: tuple[str, ...] = ()
     raw_body: bool = False        # the handler reads the bytes itself (signed webhooks)
+    cors: bool = False            # cross-origin by design (widget session): the handler checks the Origin
 
     @property
     def name(self) -> str:
@@ -81,7 +82,8 @@ class RouteTable:
               query: type[Schema] | None = None, params: dict[str, Field] | None = None,
               response: type[Schema] | None = None, status: int = 200, content_type: str = JSON,
               reauth: bool = False, api_scope: str | None = None, summary: str = "", description: str = "",
-              errors: Iterable[str] = (), raw_body: bool = False) -> Callable[[Handler], Handler]:
+              errors: Iterable[str] = (), cors: bool = False,
+              raw_body: bool = False) -> Callable[[Handler], Handler]:
         method = method.upper()
         if method not in METHODS:
             raise ValueError(f"{path}: unsupported method {method}")
@@ -101,6 +103,8 @@ class RouteTable:
                 raise ValueError(f"{method} {path}: params names {name!r}, which is not in the path")
         if response is None and content_type == JSON and status != 204:
             raise ValueError(f"{method} {path}: a JSON route declares its response schema")
+        if cors and permission != permissions.PUBLIC:
+            raise ValueError(f"{method} {path}: only public routes may be called cross-origin")
         if body is not None and method == "GET":
             raise ValueError(f"{method} {path}: GET takes no body")
         if raw_body and (body is not None or method == "GET"):
@@ -111,7 +115,7 @@ class RouteTable:
                 method=method, path=path, handler=handler, permission=permission, tag=self.tag, body=body,
                 query=query, params=dict(params or {}), response=response, status=status,
                 content_type=content_type, reauth=reauth, api_scope=api_scope, summary=summary,
-                description=description or (handler.__doc__ or "").strip(), errors=tuple(errors),
+                description=description or (handler.__doc__ or "").strip(), errors=tuple(errors), cors=cors,
                 raw_body=raw_body))
             return handler
 

@@ -40,18 +40,18 @@ SCAN_COUNT = 1000
 MAX_ARGS = 5000              # conversation ids per erase_conversations.lua call
 
 
-def _script(name: str, with_lib: bool) -> Script:
+def lua_script(name: str, with_lib: bool) -> Script:
     source = (LUA_DIR / f"{name}.lua").read_text()
     if with_lib:
         source = (LUA_DIR / "lib.lua").read_text() + "\n" + source
     return Script(name, source)
 
 
-ERASE_ENTRIES = _script("erase_entries", with_lib=False)
-ERASE_CONVERSATIONS = _script("erase_conversations", with_lib=True)
+ERASE_ENTRIES = lua_script("erase_entries", with_lib=False)
+ERASE_CONVERSATIONS = lua_script("erase_conversations", with_lib=True)
 
 
-async def _run(redis, script: Script, keys_: list[str], args: list) -> object:
+async def run_script(redis, script: Script, keys_: list[str], args: list) -> object:
     from redis.exceptions import NoScriptError
 
     try:
@@ -77,7 +77,7 @@ async def close_conversations(redis, shard: int, org_id: str, conversations, mod
     touched = 0
     for i in range(0, len(ids), MAX_ARGS):
         part = ids[i:i + MAX_ARGS]
-        touched += int(await _run(redis, ERASE_CONVERSATIONS, [keys.stream(shard)], [org_id, mode, len(part), *part]))
+        touched += int(await run_script(redis, ERASE_CONVERSATIONS, [keys.stream(shard)], [org_id, mode, len(part), *part]))
     return touched
 
 
@@ -87,7 +87,7 @@ async def erase_stream_entries(redis, stream: str, org_id: str, contacts=(), con
     contacts, known = list(contacts), list(conversations)
     start, deleted, found = "-", 0, set()
     while True:
-        reply = await _run(redis, ERASE_ENTRIES, [stream],
+        reply = await run_script(redis, ERASE_ENTRIES, [stream],
                            [start, CHUNK, org_id, len(contacts), *contacts, len(known), *known])
         last = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
         deleted += int(reply[1])

@@ -249,7 +249,7 @@ def verify_signature(secret: str, header: str, body: bytes, *, now: float, toler
     if timestamp is None or not candidates or abs(now - timestamp) > tolerance:
         return False
     expected = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-    return any(hmac.compare_digest(expected, c) for c in candidates)
+    return any(hmac.compare_digest(expected.encode(), c.encode()) for c in candidates)
 
 
 # ---- retry schedule: pure ------------------------------------------------------------------

@@ -215,6 +215,7 @@ def test_signature_round_trip_and_refusals():
     assert not wh.verify_signature(secret, header, body, now=now + 301)           # replayed later
     assert not wh.verify_signature(secret, header.replace(f"t={now}", f"t={now + 1}"), body, now=now)
     assert not wh.verify_signature(secret, "garbage", body, now=now)
+    assert not wh.verify_signature(secret, f"t={now},v1=" + "é" * 64, body, now=now)
     # a receiver accepts any listed v1 (secret rotation overlap)
     other = wh.sign("whsec_old", now, body).split("v1=")[1]
     assert wh.verify_signature(secret, header + ",v1=" + other, body, now=now)
