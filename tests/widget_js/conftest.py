@@ -35,7 +35,7 @@ async def browser():
 
 
 class PageErrors(list):
-    """Uncaught errors and dialogs (alert/confirm/prompt) seen on a context's pages."""
+    """Uncaught errors, CSP violations and dialogs (alert/confirm/prompt) seen on a context's pages."""
 
     def __init__(self):
         super().__init__()
@@ -51,6 +51,8 @@ async def context(browser):
 
     def watch(page):
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text)
+                if msg.type == "error" and "Content Security Policy" in msg.text else None)
 
         async def dismiss(dialog):
             errors.dialogs.append(dialog.message)

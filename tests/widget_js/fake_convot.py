@@ -40,6 +40,7 @@ AGENTS = {
     "6b3c3f0e-0000-4000-8000-000000000002": {"name": "Bob Lee", "avatar_url": None},
 }
 ALICE = "6b3c3f0e-0000-4000-8000-000000000001"
+BOB = "6b3c3f0e-0000-4000-8000-000000000002"
 
 
 def _b64(data: bytes) -> str:
@@ -479,10 +480,13 @@ class FakeConvot:
             await self._send(s, {"type": "read", "conversation_id": conv.id,
                                  "reader": {"kind": "member", "id": agent}, "seq": seq})
 
-    async def presence(self, agent: str, state: str) -> None:
+    async def presence(self, agent: str, state: str, team: str | None = None) -> None:
+        """A member's state, then (like engine/availability.py) the team's summary when given."""
         for s in list(self.sockets):
             if s.contact_id:
                 await self._send(s, {"type": "presence", "subject": {"kind": "member", "id": agent}, "state": state})
+                if team:
+                    await self._send(s, {"type": "presence", "subject": {"kind": "team"}, "state": team})
 
     async def delete_message(self, conv: Conversation, seq: int, agent: str = ALICE) -> None:
         m = conv.messages[seq - 1]

@@ -3,7 +3,7 @@ read receipts, presence, identify, email prompt, deleted messages, history pagin
 
 import asyncio
 
-from tests.widget_js.fake_convot import ALICE, APP_ID, user_hash
+from tests.widget_js.fake_convot import ALICE, APP_ID, BOB, user_hash
 from tests.widget_js.support import bubbles, load_page, open_panel, send
 
 
@@ -88,10 +88,17 @@ async def test_presence_and_agents_in_the_header(context, fake):
     await open_panel(frame)
     assert await frame.text_content(".presence") == "Away \u2014 we'll get back to you"
     assert await frame.eval_on_selector_all(".faces .av", "els => els.map(e => e.textContent)") == ["AM", "BL"]
+    # A gateway sending members' states only: the widget sums them up.
     await fake.presence(ALICE, "online")
     await frame.wait_for_selector(".presence.on:has-text('Online')")
     await fake.presence(ALICE, "offline")
     await frame.wait_for_selector(".presence:not(.on)")
+    # With the team's summary (engine/availability.py), the summary decides.
+    await fake.presence(ALICE, "busy", team="away")
+    await fake.presence(BOB, "online", team="online")
+    await frame.wait_for_selector(".presence.on:has-text('Online')")
+    await fake.presence(BOB, "busy", team="away")
+    await frame.wait_for_selector(".presence:not(.on):has-text('Away')")
 
 
 async def test_identify_switches_to_the_identified_contact(context, fake):

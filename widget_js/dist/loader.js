@@ -25,7 +25,7 @@ api.__convot = "loader";
 var load = function () {
 var s = doc.createElement("script");
 s.async = true;
-s.src = api.api_base + "/widget/widget.js?v=0f992326e4ef";
+s.src = api.api_base + "/widget/widget.js?v=54c18843d4a3";
 (doc.head || doc.documentElement).appendChild(s);
 };
 if (doc.readyState === "complete") load();

@@ -52,6 +52,8 @@ var H = Widget.prototype.handlers;
 
 H.ready = function (f) {
   if (typeof f.server_time === "number") this.clockSkew = f.server_time - Date.now();
+  var max = f.limits && f.limits.max_message_chars;
+  if (typeof max === "number" && max > 0) this.ui.setMaxLength(max);
   this.authenticated();
 };
 
@@ -129,14 +131,24 @@ H.read = function (f) {
   this.refreshOwn();
 };
 
+// A member's state, then the team's summary ("online" | "away"), which is what the header
+// shows; a gateway that sends only members' states gets the summary computed here.
 H.presence = function (f) {
-  if (!f.subject || f.subject.kind !== "member") return;
-  var id = f.subject.id;
-  var agent = this.agents[id] || (this.agents[id] = { id: id, name: "", avatar_url: null, hidden: true });
-  agent.online = f.state === "online";
-  var any = false;
-  for (var k in this.agents) if (this.agents[k].online) any = true;
-  this.online = any;
+  var subject = f.subject || {};
+  if (subject.kind === "team") {
+    this.teamState = true;
+    this.online = f.state === "online";
+  } else if (subject.kind === "member" && typeof subject.id === "string") {
+    var agent = this.agents[subject.id] || (this.agents[subject.id] = { id: subject.id, name: "", avatar_url: null, hidden: true });
+    agent.online = f.state === "online";
+    if (!this.teamState) {
+      var any = false;
+      for (var k in this.agents) if (this.agents[k].online) any = true;
+      this.online = any;
+    }
+  } else {
+    return;
+  }
   this.showTeam();
 };
 

@@ -239,7 +239,6 @@ UI.prototype.setApp = function (app) {
   this.root.style.setProperty("--c", colour);
   this.root.style.setProperty("--t", textOn(colour));
   this.n.title.textContent = app.name || TEXT.title;
-  this.n.panel.setAttribute("aria-label", app.name || TEXT.title);
   this.n.greet.textContent = app.greeting || "";
   this.n.greet.hidden = !app.greeting;
 };
@@ -294,6 +293,10 @@ UI.prototype.avatar = function (name, url) {
     av.appendChild(img);
   }
   return av;
+};
+
+UI.prototype.setMaxLength = function (n) {
+  this.n.input.setAttribute("maxlength", String(n));
 };
 
 UI.prototype.setTeam = function (online, agents) {
