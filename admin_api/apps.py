@@ -8,7 +8,6 @@ sessions must prove the shopper's identity.
 
 from __future__ import annotations
 
-import functools
 import re
 import secrets
 import uuid
@@ -17,6 +16,8 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from admin_api import keys
+from admin_api.billing.routes import PLANS
+from admin_api.billing.service import check_app_available
 from admin_api.call import Call
 from admin_api.errors import ApiError
 from admin_api.routing import RouteTable
@@ -189,7 +190,7 @@ async def list_apps(call: Call) -> AppList:
 
 @routes.route("POST", "/v1/orgs/{org_id}/apps", permission="apps.manage", body=AppCreate, response=AppCreated,
               status=201, summary="Create an app (widget installation) with a new identity secret",
-              errors=("conflict",))
+              errors=("app_limit_reached",))
 async def create_app(call: Call) -> AppCreated:
     body = call.body
     origins = _origins(call, body.allowed_origins)
@@ -198,7 +199,8 @@ async def create_app(call: Call) -> AppCreated:
     secret = new_identity_secret()
     blob = call.app[keys.ENCRYPTOR].encrypt(secret.encode(), secret_aad(call.org_id, app_id))
     async with call.db() as conn:
-        await _check_plan(call, conn)
+        # the plan's app limit (docs/billing.md); locks the organisation row until commit
+        await check_app_available(conn, call.org_id, call.app[PLANS])
         for _ in range(3):
             public_key = new_public_key()
             try:
@@ -215,27 +217,6 @@ async def create_app(call: Call) -> AppCreated:
         row = await _load(conn, call.org_id, app_id)
         await call.audit(conn, "app.created", "app", app_id, {"name": body.name, "origins": len(origins)})
     return AppCreated(app=_view(row), identity_secret=secret)
-
-
-async def _check_plan(call: Call, conn) -> None:
-    """Plans limit the number of apps (admin_api/billing); the check locks the organisation row
-    until commit, so two concurrent creations cannot both take the last app."""
-    try:
-        from admin_api.billing import service as billing
-    except ImportError:  # a deployment without the billing package limits nothing
-        return
-    try:
-        await billing.check_app_available(conn, call.org_id, _plans(call.config.billing.plans_file,
-                                                                     call.config.billing.price_ids))
-    except billing.BillingError as exc:
-        raise ApiError("conflict", exc.message, details={"reason": exc.code, **exc.details}) from None
-
-
-@functools.lru_cache(maxsize=4)
-def _plans(plans_file: str, price_ids: str):
-    from admin_api.billing.plans import load_plans
-
-    return load_plans(plans_file, price_ids)
 
 
 @routes.route("GET", "/v1/orgs/{org_id}/apps/{app_id}", permission="apps.read", response=App, summary="One app")

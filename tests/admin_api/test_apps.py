@@ -83,3 +83,13 @@ async def test_deleting_an_app_needs_reauthentication(client_factory, app):
     await owner.reauth()
     assert (await owner.call("DELETE", path)).status == 204
     assert (await owner.call("GET", path)).code == "not_found"
+
+
+async def test_the_plan_limits_the_number_of_apps(client_factory, app):
+    owner, _, org = await owner_with_org(client_factory, app)
+    await create_app(owner, org)                      # the free plan allows one
+    second = await owner.call("POST", f"/v1/orgs/{org}/apps", {"name": "Second"})
+    assert (second.status, second.code) == (409, "app_limit_reached")
+    async with scoped(app[keys.DB], org_id=org) as conn:
+        await conn.execute("UPDATE organisations SET plan = 'team' WHERE id = $1", org)
+    assert (await owner.call("POST", f"/v1/orgs/{org}/apps", {"name": "Second"})).status == 201
