@@ -118,7 +118,8 @@ def test_up_runs_everything_stops_cleanly_and_keeps_data(tmp_path):
                           "SELECT count(*) FROM users WHERE email = 'kept@example.com'")
         assert kept.strip() == "1"
     finally:
-        assert _stop(proc) == 0
+        code = _stop(proc)
+    assert code == 0, log.read_text()[-3000:]
     assert _server_processes(data_dir) == []
 
 
