@@ -111,6 +111,7 @@ class FakeConvot:
         self.gateway_up = True
         self.swallow_acks = 0                              # store the next n sends but close before acking
         self.max_chars = 8000                              # gateway.max_message_chars
+        self.rate_limit_sends = 0                          # drop the next n sends with an unref'd rate_limited
         self.idempotency: dict[tuple, tuple[str, dict]] = {}
         self.widget_gate: asyncio.Event | None = None      # set: widget.js is held until it is set
         self.session_error: tuple[int, str] | None = None
@@ -344,6 +345,11 @@ class FakeConvot:
                                       lambda: loop.create_task(sock.ws.close(code=4003, message=b"token_expired")))
 
     async def _on_send(self, sock, f, ref):
+        if self.rate_limit_sends:
+            # The gateway's token bucket answers before parsing: the error names no frame.
+            self.rate_limit_sends -= 1
+            await self._send(sock, {"type": "error", "code": "rate_limited", "message": "", "ref": None})
+            return
         cmid, body, conv_id = f.get("client_msg_id"), f.get("body"), f.get("conversation_id")
         if not isinstance(body, str) or not body.strip() or not isinstance(cmid, str):
             await self._send(sock, {"type": "error", "code": "bad_frame", "message": "", "ref": ref})

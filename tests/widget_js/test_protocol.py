@@ -160,6 +160,18 @@ async def test_duplicate_and_out_of_order_events_are_absorbed_and_gaps_resumed(c
     assert lost["seq"] == 3
 
 
+async def test_send_dropped_by_the_rate_limit_is_sent_again(context, fake):
+    page, frame = await load_page(context, fake)
+    conv = await _conversation_with_one_message(fake, frame)
+    fake.rate_limit_sends = 1
+    await send(frame, "Second")
+    await fake.wait_for(lambda: len(conv.messages) == 2, what="resent message")
+    sends = [f for f in fake.widget_frames("send") if f["body"] == "Second"]
+    assert len(sends) == 2 and sends[0]["client_msg_id"] == sends[1]["client_msg_id"]
+    await frame.wait_for_selector(".me:last-child .meta:has-text('Sent')")
+    assert await bubbles(frame) == ["Hello", "Second"]
+
+
 async def test_send_errors(context, fake):
     fake.max_chars = 20
     page, frame = await load_page(context, fake)

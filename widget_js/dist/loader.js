@@ -25,7 +25,7 @@ api.__convot = "loader";
 var load = function () {
 var s = doc.createElement("script");
 s.async = true;
-s.src = api.api_base + "/widget/widget.js?v=54c18843d4a3";
+s.src = api.api_base + "/widget/widget.js?v=f7fe27e3769b";
 (doc.head || doc.documentElement).appendChild(s);
 };
 if (doc.readyState === "complete") load();

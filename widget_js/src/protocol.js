@@ -182,5 +182,14 @@ H.error = function (f) {
   }
   if (f.ref === "resume") this.resuming = false;
   if (f.ref === "history") this.historyPending = false;
+  if (f.code === "rate_limited" && !f.ref) {
+    // A frame was dropped before it could be read: if it was a send, send again shortly.
+    var self = this;
+    this.timer("resend", 2000, function () {
+      self.thread.requeue();
+      self.flush();
+    });
+    return;
+  }
   this.warn("gateway error " + f.code);
 };

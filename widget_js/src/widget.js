@@ -480,6 +480,7 @@ Widget.prototype.closed = function (code, reason) {
   this.ws = null;
   this.timer("answer");
   this.timer("idle");
+  this.timer("acks");
   this.thread.requeue();
   this.resuming = false;
   this.historyPending = false;
@@ -653,18 +654,39 @@ Widget.prototype.flush = function () {
     if (item.to) frame.conversation_id = item.to;
     if (!this.rawSend(frame)) break;
     item.status = "sending";
+    item.sentAt = Date.now();
   }
   if (fresh) this.saveOutbox();
   this.armAckTimer();
 };
 
+// Every send gets an ack or an error. One that got neither in time (its frame dropped by
+// a rate limit that could not name it, say) goes again, same client id, on the same socket.
 Widget.prototype.armAckTimer = function () {
+  var self = this;
+  var now = Date.now();
+  var waiting = false;
+  var late = false;
   for (var i = 0; i < this.thread.outbox.length; i++) {
-    if (this.thread.outbox[i].status === "sending") {
-      this.expectAnswer();
-      return;
+    var item = this.thread.outbox[i];
+    if (item.status !== "sending") continue;
+    if (now - item.sentAt >= ANSWER_TIMEOUT_MS) {
+      item.status = "queued";
+      late = true;
+    } else {
+      waiting = true;
     }
   }
+  if (late) {
+    this.flush();
+    return;
+  }
+  if (!waiting) {
+    this.timer("acks");
+    return;
+  }
+  this.expectAnswer();
+  if (!this.timers.acks) this.timer("acks", ANSWER_TIMEOUT_MS, function () { self.armAckTimer(); });
 };
 
 Widget.prototype.sendFailed = function (item, code) {
