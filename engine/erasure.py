@@ -240,7 +240,12 @@ async def purge_due(config: Config, pool, redis, *, control=None, limit: int = 1
 
 
 async def run_org_purges(config: Config, pool, redis, stop: asyncio.Event, *, control=None) -> None:
-    """Engine worker loop: purge organisations whose grace period is over."""
+    """Engine worker loop: purge organisations whose grace period is over.  ``control``
+    defaults to the engine's control channel (every gateway closes the organisation's sockets)."""
+    if control is None:
+        from engine.client import EngineClient
+
+        control = EngineClient(config, redis=redis, pool=pool).publish_control
     while not stop.is_set():
         try:
             await purge_due(config, pool, redis, control=control)

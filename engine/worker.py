@@ -210,6 +210,7 @@ async def serve(config: Config) -> None:
     worker = Worker(config, redis=redis, pool=pool)
     shopify_stop, shopify = asyncio.Event(), None
     workflow_stop, workflow = asyncio.Event(), None
+    developer_stop, developer = asyncio.Event(), []
     try:
         await _retry_redis(worker.setup)
         log.info("worker %s persisting %d shards", worker.consumer, config.engine.shards)
@@ -221,6 +222,14 @@ async def serve(config: Config) -> None:
         from engine.assignment import run_workflow
 
         workflow = asyncio.get_running_loop().create_task(run_workflow(config, pool, redis, workflow_stop))
+        # Webhooks, exports, organisation purges (docs/webhooks.md, docs/rest-api.md): own tasks and sessions.
+        from engine.erasure import run_org_purges
+        from engine.export import run_exports
+        from engine.webhooks import run_webhooks
+
+        developer = [asyncio.get_running_loop().create_task(job) for job in (
+            run_webhooks(config, pool, redis, developer_stop), run_exports(config, pool, developer_stop),
+            run_org_purges(config, pool, redis, developer_stop))]
         task = asyncio.get_running_loop().create_task(worker.run())
         try:
             await asyncio.shield(task)
@@ -234,6 +243,12 @@ async def serve(config: Config) -> None:
                 await asyncio.gather(task, return_exceptions=True)
             raise
     finally:
+        if developer:
+            developer_stop.set()
+            _, late = await asyncio.wait(developer, timeout=STOP_GRACE_SECONDS)
+            for job in late:
+                job.cancel()   # an export in progress goes back to pending for another worker
+            await asyncio.gather(*developer, return_exceptions=True)
         if workflow is not None:
             workflow_stop.set()
             await asyncio.gather(workflow, return_exceptions=True)

@@ -466,3 +466,31 @@ async def test_job_discovery_answers_organisation_ids_only(db, owner_db, config,
             await conn.fetch("SELECT convot_due_webhook_orgs(10)")
             assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
             assert await conn.fetchval("SELECT current_setting('convot.maintenance', true)") in (None, "")
+
+
+async def test_the_engine_worker_runs_dispatcher_and_delivery(servers, owner_db, engine, tenant):
+    """`convot engine` (engine/worker.py serve) starts the webhook loops next to persistence."""
+    from engine import worker
+
+    config = fast(servers)
+    receiver = await Receiver("").start()
+    _, receiver.secret = await add_webhook(owner_db, config, tenant.org, receiver.url, events=["message.received"])
+    task = asyncio.get_running_loop().create_task(worker.serve(config))
+    stream = keys.stream(keys.shard_of(tenant.org, config.engine.shards))
+    redis = engine.redis
+
+    async def group_ready():
+        assert not task.done(), task
+        groups = await redis.xinfo_groups(stream) if await redis.exists(stream) else []
+        return any(g["name"] == wh.GROUP.encode() for g in groups)
+    try:
+        await until(group_ready, "the worker's webhook group")
+        conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app,
+                                                body="through the worker")).conversation_id
+        await asyncio.wait_for(receiver.got.wait(), 20)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await receiver.stop()
+    event = receiver.delivered("message.received")[0]
+    assert event["data"]["conversation"]["id"] == conv and receiver.bad_signatures == 0
