@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=f"run the {name} service alone (production)")
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("demo", help="create a demo organisation, owner and app; print the login")
+    bench = sub.add_parser("bench", help="load-test scenarios: `convot bench steady-chat --help`", add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     keys = sub.add_parser("keys", help="encryption keys of secrets at rest")
     keys.add_argument("action", choices=["rotate"],
                       help="rotate: re-encrypt every secret under the first key of auth.encryption_keys")
@@ -96,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":   # starts its own servers; see bench/__init__.py
+        from bench.__main__ import main as bench_main
+
+        return bench_main(args.bench_args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -1,0 +1,320 @@
+"""steady-chat: S shoppers across O organisations with A agents each, R messages/s in total.
+
+Every shopper opens a conversation and sends at R/S messages per second; every agent of the
+organisation and the shopper itself (echo) must receive each acknowledged message exactly
+once, in sequence order.  Reports sent, acked, delivered, lost, duplicated and out-of-order
+counts and the end-to-end latency (send -> receipt, both clocks of this machine)
+percentiles from an HDR histogram.
+
+The clients run in several processes (each its own uvloop) so the generator is not the
+bottleneck; the system under test is either started here (embedded PostgreSQL and Redis,
+gateway and worker processes) or given by --gateway host:port[,host:port] plus the
+CONVOT_* environment of the running system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from bench.results import RunResult, environment, latency_summary, merge_encoded, new_histogram
+
+
+@dataclass(frozen=True)
+class Params:
+    shoppers: int = 1000
+    orgs: int = 50
+    agents: int = 3
+    rate: float = 1000.0          # messages per second, all shoppers together
+    duration: float = 30.0
+    settle: float = 2.0           # seconds without a new delivery that end a run
+    processes: int = 2
+    body_bytes: int = 64
+
+
+@dataclass
+class ClientPlan:
+    kind: str                     # "shopper" | "agent"
+    org: str
+    subject: str
+    token: str
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--shoppers", type=int, default=1000)
+    p.add_argument("--orgs", type=int, default=50)
+    p.add_argument("--agents", type=int, default=3, help="agents per organisation")
+    p.add_argument("--rate", type=float, default=1000.0, help="messages per second in total")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of sending")
+    p.add_argument("--processes", type=int, default=2, help="load-generator processes")
+    p.add_argument("--gateways", type=int, default=1, help="gateway processes to start (sharing one port)")
+    p.add_argument("--workers", type=int, default=1, help="engine worker processes to start")
+    p.add_argument("--shards", type=int, default=16)
+    p.add_argument("--out", default="bench-results", help="folder for the JSON results")
+
+
+# ---- one load-generator process ------------------------------------------------------------
+
+class Receiver:
+    __slots__ = ("org", "ids", "dups", "ooo", "last")
+
+    def __init__(self, org: str):
+        self.org = org
+        self.ids: set[str] = set()
+        self.dups = 0
+        self.ooo = 0
+        self.last: dict[str, int] = {}
+
+
+async def _run_part(host: str, ports: list[int], plans: list[ClientPlan], p: Params, start_at: float,
+                    progress, slot: int) -> dict:
+    from bench.client import connect
+
+    hist = new_histogram()
+    receivers: list[tuple[ClientPlan, Receiver]] = []
+    acked: list[tuple[str, str, int]] = []          # (org, message id, shopper index in this part)
+    errors: dict[str, int] = {}
+    counters = {"sent": 0, "delivered": 0}
+    sockets = []
+
+    def on_frame_for(rcv: Receiver, waiters: dict):
+        def on_frame(payload: bytes) -> None:
+            frame = orjson.loads(payload)
+            t = frame.get("type")
+            if t == "message":
+                msg = frame["message"]
+                mid = msg["id"]
+                if mid in rcv.ids:
+                    rcv.dups += 1
+                    return
+                rcv.ids.add(mid)
+                conv, seq = msg["conversation_id"], msg["seq"]
+                if seq <= rcv.last.get(conv, 0):
+                    rcv.ooo += 1
+                rcv.last[conv] = seq
+                sent_ns = (msg.get("meta") or {}).get("t")
+                if sent_ns:
+                    hist.record_value(max(1, (time.time_ns() - sent_ns) // 1000))
+                counters["delivered"] += 1
+            elif t == "ack" or t == "ready":
+                w = waiters.pop(frame.get("ref"), None)
+                if w is not None and not w.done():
+                    w.set_result(frame)
+            elif t == "error":
+                errors[frame["code"]] = errors.get(frame["code"], 0) + 1
+                w = waiters.pop(frame.get("ref"), None)
+                if w is not None and not w.done():
+                    w.set_result(frame)
+        return on_frame
+
+    def on_close(code: int) -> None:
+        if code not in (1000, 1005):
+            errors[f"close_{code}"] = errors.get(f"close_{code}", 0) + 1
+
+    loop = asyncio.get_running_loop()
+    shopper_states = []
+    for i, plan in enumerate(plans):
+        rcv = Receiver(plan.org)
+        waiters: dict = {}
+        port = ports[i % len(ports)]
+        for attempt in range(20):
+            try:
+                sock = await connect(host, port, on_frame_for(rcv, waiters), on_close)
+                break
+            except OSError:
+                await asyncio.sleep(0.1 * (attempt + 1))
+        else:
+            raise ConnectionError(f"cannot connect to {host}:{port}")
+        ready = loop.create_future()
+        waiters["auth"] = ready
+        sock.send(orjson.dumps({"type": "authenticate", "token": plan.token, "ref": "auth"}))
+        frame = await asyncio.wait_for(ready, 30)
+        if frame["type"] != "ready":
+            raise RuntimeError(f"authentication refused: {frame}")
+        sockets.append(sock)
+        receivers.append((plan, rcv))
+        if plan.kind == "shopper":
+            shopper_states.append((i, plan, sock, waiters))
+
+    body = "x" * p.body_bytes
+    interval = p.shoppers / p.rate
+    stop_at = start_at + p.duration
+
+    async def shopper(index: int, plan: ClientPlan, sock, waiters: dict) -> None:
+        conv = None
+        n = 0
+        await asyncio.sleep(max(0.0, start_at - time.time()) + random.random() * interval)
+        next_at = time.monotonic()
+        while time.time() < stop_at:
+            n += 1
+            ref = n
+            fut = loop.create_future()
+            waiters[ref] = fut
+            frame = {"type": "send", "client_msg_id": f"{plan.subject[:8]}-{n}", "body": body, "ref": ref,
+                     "meta": {"t": time.time_ns()}}
+            if conv is not None:
+                frame["conversation_id"] = conv
+            sock.send(orjson.dumps(frame))
+            counters["sent"] += 1
+            if conv is None:
+                reply = await asyncio.wait_for(fut, 30)
+                if reply["type"] == "ack":
+                    conv = reply["conversation_id"]
+                    acked.append((plan.org, reply["id"], index))
+            else:
+                fut.add_done_callback(lambda f, org=plan.org: f.result()["type"] == "ack"
+                                      and acked.append((org, f.result()["id"], index)))
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def report() -> None:
+        while True:
+            progress[slot * 2] = counters["sent"]
+            progress[slot * 2 + 1] = counters["delivered"]
+            await asyncio.sleep(0.5)
+
+    reporter = loop.create_task(report())
+    await asyncio.gather(*(shopper(*s) for s in shopper_states))
+    # Settle: wait until deliveries stop arriving (at least p.settle s, at most 30 s more).
+    quiet_since, last_count = time.monotonic(), -1
+    settle_deadline = time.monotonic() + p.settle + 30
+    while time.monotonic() < settle_deadline:
+        if counters["delivered"] != last_count:
+            last_count, quiet_since = counters["delivered"], time.monotonic()
+        elif time.monotonic() - quiet_since >= p.settle:
+            break
+        await asyncio.sleep(0.1)
+    reporter.cancel()
+    progress[slot * 2] = counters["sent"]
+    progress[slot * 2 + 1] = counters["delivered"]
+    for sock in sockets:
+        sock.close()
+    return {
+        "sent": counters["sent"], "acked": acked, "errors": errors, "histogram": hist.encode(),
+        "receivers": [(plan.kind, plan.org, plan.subject, rcv.ids, rcv.dups, rcv.ooo) for plan, rcv in receivers],
+        "shoppers": {i: plans[i].subject for i, _, _, _ in shopper_states},
+    }
+
+
+def _part_main(host, ports, plans, p, start_at, progress, slot, queue) -> None:
+    import uvloop
+
+    try:
+        queue.put((slot, uvloop.run(_run_part(host, ports, plans, p, start_at, progress, slot))))
+    except BaseException as exc:  # reported to the parent, which fails the run
+        queue.put((slot, {"failed": repr(exc)}))
+
+
+# ---- orchestration --------------------------------------------------------------------------
+
+def plan_clients(cfg, tenants, p: Params) -> list[ClientPlan]:
+    from convot.tokens import TokenIssuer
+
+    issuer = TokenIssuer(cfg)
+    plans = []
+    for t in tenants:
+        for a in t.agents:
+            plans.append(ClientPlan("agent", t.org, a, issuer.member_token(t.org, a, "agent", 0)[0]))
+        for c in t.contacts:
+            plans.append(ClientPlan("shopper", t.org, c, issuer.widget_token(t.org, c, t.app)[0]))
+    return plans
+
+
+def run(cfg, p: Params, host: str, ports: list[int], *, quiet: bool = False) -> RunResult:
+    from bench.seed import seed
+
+    per_org = [p.shoppers // p.orgs + (1 if i < p.shoppers % p.orgs else 0) for i in range(p.orgs)]
+    tenants = asyncio.run(seed(cfg.database.migrate_url, p.orgs, p.agents, per_org))
+    plans = plan_clients(cfg, tenants, p)
+    random.Random(7).shuffle(plans)
+    parts = [plans[i::p.processes] for i in range(p.processes)]
+    ctx = mp.get_context("spawn")
+    progress = ctx.Array("q", p.processes * 2, lock=False)
+    queue = ctx.Queue()
+    connect_time = max(5.0, len(plans) / 400)
+    start_at = time.time() + connect_time
+    procs = [ctx.Process(target=_part_main, args=(host, ports, part, p, start_at, progress, i, queue), daemon=True)
+             for i, part in enumerate(parts)]
+    for proc in procs:
+        proc.start()
+    results: dict[int, dict] = {}
+    last = (0, 0)
+    deadline = start_at + p.duration + p.settle + 120
+    while len(results) < len(procs) and time.time() < deadline:
+        try:
+            slot, res = queue.get(timeout=1.0)
+            results[slot] = res
+        except Exception:
+            pass
+        sent = sum(progress[i * 2] for i in range(p.processes))
+        delivered = sum(progress[i * 2 + 1] for i in range(p.processes))
+        if not quiet and time.time() > start_at:
+            print(f"\r  t={time.time() - start_at:5.1f}s sent {sent:>9,} (+{sent - last[0]:,}/s) "
+                  f"delivered {delivered:>10,} (+{delivered - last[1]:,}/s)   ", end="", flush=True, file=sys.stderr)
+        last = (sent, delivered)
+    for proc in procs:
+        proc.join(5)
+    if not quiet:
+        print(file=sys.stderr)
+    failed = [r["failed"] for r in results.values() if "failed" in r]
+    if failed or len(results) < len(procs):
+        raise RuntimeError(f"load generator failed: {failed or 'timeout'}")
+    return aggregate(p, results.values())
+
+
+def aggregate(p: Params, parts) -> RunResult:
+    result = RunResult("steady-chat", p.__dict__.copy(), environment=environment())
+    acked_by_org: dict[str, set[str]] = {}
+    acked_by_shopper: dict[str, set[str]] = {}
+    receivers = []
+    for part in parts:
+        result.sent += part["sent"]
+        for code, n in part["errors"].items():
+            result.errors[code] = result.errors.get(code, 0) + n
+        for org, mid, index in part["acked"]:
+            acked_by_org.setdefault(org, set()).add(mid)
+            acked_by_shopper.setdefault(part["shoppers"][index], set()).add(mid)
+        receivers.extend(part["receivers"])
+    result.acked = sum(len(v) for v in acked_by_org.values())
+    for kind, org, subject, ids, dups, ooo in receivers:
+        expected = acked_by_org.get(org, set()) if kind == "agent" else acked_by_shopper.get(subject, set())
+        result.expected_deliveries += len(expected)
+        result.delivered += len(ids & expected)
+        result.lost += len(expected - ids)
+        result.duplicated += dups
+        result.out_of_order += ooo
+    hist = merge_encoded([part["histogram"] for part in parts])
+    result.latency = latency_summary(hist)
+    result.duration_s = p.duration
+    result.deliveries_per_s = round(result.delivered / p.duration, 1) if p.duration else 0.0
+    return result
+
+
+def main(args) -> int:
+    from bench.stack import EmbeddedServers, Services
+
+    p = Params(shoppers=args.shoppers, orgs=args.orgs, agents=args.agents, rate=args.rate, duration=args.duration,
+               processes=args.processes)
+    servers = EmbeddedServers()
+    cfg = servers.start().replace(engine={"shards": args.shards})
+    services = Services(cfg, gateways=args.gateways, workers=args.workers)
+    try:
+        services.start()
+        print(f"steady-chat: {p.shoppers} shoppers, {p.orgs} orgs x {p.agents} agents, {p.rate:g} msg/s, "
+              f"{p.duration:g} s, {args.gateways} gateway(s), {args.workers} worker(s), {os.cpu_count()} CPUs",
+              file=sys.stderr)
+        result = run(cfg, p, "127.0.0.1", [cfg.gateway.port])
+    finally:
+        services.stop()
+        servers.stop()
+    path = result.write(args.out)
+    print(result.table())
+    print(f"  results written to {path}")
+    return 0 if result.ok() else 1
