@@ -8,7 +8,7 @@ import pytest
 from admin_api import keys
 from convot.db import scoped
 from engine import webhooks as engine_webhooks
-from tests.admin_api.conftest import add_member, signed_in
+from tests.admin_api.conftest import add_member, remember, signed_in
 from tests.admin_api.developer import api_client, owner_with_org, stale_reauth
 
 
@@ -29,6 +29,7 @@ async def test_register_read_change_and_delete_an_endpoint(client_factory, app):
                                             "events": ["message.received", "contact.created", "message.received"]})
     assert created.status == 201, created.body
     hook, secret = created.body["webhook"], created.body["secret"]
+    remember(secret)
     assert secret.startswith("whsec_") and len(secret) > 40
     assert hook["events"] == ["message.received", "contact.created"] and hook["enabled"] is True
     assert secret not in str((await api.call("GET", base)).body)
@@ -43,6 +44,7 @@ async def test_register_read_change_and_delete_an_endpoint(client_factory, app):
     assert (await owner.call("POST", f"{base}/{hook['id']}/secret/rotate")).code == "reauth_required"
     await owner.reauth()
     rotated = (await owner.call("POST", f"{base}/{hook['id']}/secret/rotate")).body["secret"]
+    remember(rotated)
     assert rotated != secret and (await owner.call("GET", f"{base}/{hook['id']}/secret")).body["secret"] == rotated
 
     patched = await api.call("PATCH", f"{base}/{hook['id']}", {"events": ["conversation.resolved"],

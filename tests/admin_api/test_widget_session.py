@@ -10,7 +10,7 @@ from convot.db import scoped
 from convot.tokens import TokenVerifier
 from engine import keys as engine_keys
 from engine.worker import Worker
-from tests.admin_api.conftest import add_member, signed_in
+from tests.admin_api.conftest import add_member, remember, signed_in
 from tests.admin_api.developer import create_app, owner_with_org, user_hash
 
 ORIGIN = "https://shop.example.com"
@@ -35,8 +35,10 @@ class Browser:
     async def session(self, identify=None, *, keep=True, origin=None):
         body = {"app_id": self.app_key, "visitor_token": self.visitor_token, "identify": identify}
         answer = await self.client.call("POST", "/v1/widget/session", body, headers={"Origin": origin or self.origin})
-        if answer.status == 200 and keep:
-            self.visitor_token = answer.body["visitor_token"]
+        if answer.status == 200:
+            remember(answer.body["visitor_token"], answer.body["token"])
+            if keep:
+                self.visitor_token = answer.body["visitor_token"]
         return answer
 
 

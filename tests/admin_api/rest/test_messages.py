@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from tests.admin_api.conftest import add_member, signed_in
+from tests.admin_api.conftest import add_member, remember, signed_in
 from tests.admin_api.developer import api_client, create_app, owner_with_org
 from tests.gateway.conftest import Harness, start_gateway, stop_gateway
 
@@ -49,6 +49,7 @@ async def test_a_message_sent_through_the_api_appears_live_on_agent_and_shopper_
 
     api = await api_client(client_factory, owner, org, ["messages:write", "messages:read", "conversations:write",
                                                         "conversations:read"])
+    remember("Yes, it left this morning.", "big spender", session.body["token"], socket_token.body["token"])
     sent = await api.call("POST", f"/v1/orgs/{org}/conversations/{conv}/messages",
                           {"body": "Yes, it left this morning.", "author_id": str(agent_id), "client_msg_id": "api-1"})
     assert sent.status == 201 and sent.body["seq"] == 2 and not sent.body["duplicate"]
