@@ -48,7 +48,8 @@ def _b64(data: bytes) -> str:
 
 
 def user_hash(value: str, secret: str = IDENTITY_SECRET) -> str:
-    return hmac.new(bytes.fromhex(secret), value.encode(), hashlib.sha256).hexdigest()
+    # Keyed by the secret's text (64 hex characters), like admin_api/identity.py.
+    return hmac.new(secret.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
