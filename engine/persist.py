@@ -115,10 +115,13 @@ _ENSURE_TAGS = """
 INSERT INTO tags (org_id, name) SELECT $1, n FROM unnest($2::text[]) AS n ON CONFLICT (org_id, name) DO NOTHING
 """
 
-_REPLACE_TAGS = """
-WITH cleared AS (DELETE FROM conversation_tags WHERE org_id = $1 AND conversation_id = ANY($2::uuid[]))
+_CLEAR_TAGS = "DELETE FROM conversation_tags WHERE org_id = $1 AND conversation_id = ANY($2::uuid[])"
+
+# Two statements on purpose: a DELETE in a CTE and the INSERT would see the same snapshot,
+# and ON CONFLICT would skip the rows that the DELETE then removes.
+_ADD_TAGS = """
 INSERT INTO conversation_tags (org_id, conversation_id, tag_id)
-SELECT $1, u.conv, t.id FROM unnest($3::uuid[], $4::text[]) AS u(conv, name)
+SELECT $1, u.conv, t.id FROM unnest($2::uuid[], $3::text[]) AS u(conv, name)
 JOIN tags t ON t.org_id = $1 AND t.name = u.name
 ON CONFLICT DO NOTHING
 """
@@ -171,8 +174,10 @@ async def write_org(conn, p: OrgPlan) -> None:
             names = sorted({t for c in tag_convs for t in p.tags[c]})
             if names:
                 await conn.execute(_ENSURE_TAGS, p.org_id, names)
+            await conn.execute(_CLEAR_TAGS, p.org_id, tag_convs)
             pairs = [(c, t) for c in tag_convs for t in p.tags[c]]
-            await conn.execute(_REPLACE_TAGS, p.org_id, tag_convs, [c for c, _ in pairs], [t for _, t in pairs])
+            if pairs:
+                await conn.execute(_ADD_TAGS, p.org_id, [c for c, _ in pairs], [t for _, t in pairs])
     if p.messages:
         await conn.execute(_INSERT_MESSAGES, p.org_id, *[list(col) for col in zip(*p.messages)])
     if p.tombstones:

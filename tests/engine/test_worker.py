@@ -1,0 +1,164 @@
+"""Persistence: idempotent, order-independent writes; claims of dead consumers; trimming
+that never drops an unpersisted entry; poison entries isolated to dead letters."""
+
+import asyncio
+import random
+import uuid
+
+import orjson
+
+from convot.db import scoped
+from engine import keys
+from engine.client import EngineClient
+from engine.persist import plan, write
+from engine.worker import Worker
+from tests.engine.seed import seed_tenant
+
+
+async def _entries(redis_client, config, org):
+    stream = keys.stream(keys.shard_of(org, config.engine.shards))
+    return [(eid, f) for eid, f in await redis_client.xrange(stream) if f[b"o"].decode() == org]
+
+
+async def _conversation(db, org, conv):
+    async with scoped(db, org_id=org) as conn:
+        row = await conn.fetchrow("SELECT status, assignee_id, last_seq, state_rev, first_message FROM conversations WHERE id = $1", conv)
+        msgs = await conn.fetch("SELECT seq, body, deleted_at FROM messages WHERE conversation_id = $1 ORDER BY seq", conv)
+        tags = await conn.fetch("SELECT t.name FROM conversation_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.conversation_id = $1 ORDER BY 1", conv)
+    return row, msgs, [t["name"] for t in tags]
+
+
+async def test_any_order_and_replays_give_the_same_result(config, db, owner_db, redis_client):
+    tenant = await seed_tenant(owner_db)
+    engine = EngineClient(config, pool=db)
+    await engine.start()
+    try:
+        contact, agent = tenant.contacts[0], tenant.agents[0]
+        conv = (await engine.start_conversation(tenant.org, contact, tenant.app, body="first words")).conversation_id
+        for i in range(5):
+            await engine.send_message(tenant.org, conv, type="outgoing", author_kind="member", author_id=agent, body=f"r{i}")
+        await engine.update_conversation(tenant.org, conv, status="resolved", assignee_id=agent, add_tags=["vip", "refund"],
+                                         actor=("member", agent))
+        await engine.delete_message(tenant.org, conv, 3, actor=("member", tenant.admins[0]))
+        await engine.update_conversation(tenant.org, conv, status="pending", remove_tags=["refund"], actor=("member", agent))
+    finally:
+        await engine.close()
+    entries = await _entries(redis_client, config, tenant.org)
+    shuffled = entries[:]
+    random.Random(3).shuffle(shuffled)
+    # Two "workers" commit halves in the wrong order, then everything is replayed.
+    await write(db, plan(shuffled[len(shuffled) // 2:]))
+    await write(db, plan(shuffled[:len(shuffled) // 2]))
+    await write(db, plan(entries))
+    row, msgs, tags = await _conversation(db, tenant.org, conv)
+    assert (row["status"], str(row["assignee_id"]), row["last_seq"]) == ("pending", agent, 6)
+    assert row["first_message"] == "first words" and tags == ["vip"]
+    assert [m["seq"] for m in msgs] == [1, 2, 3, 4, 5, 6]
+    assert msgs[2]["deleted_at"] is not None and msgs[2]["body"] == ""
+
+
+async def test_deleted_conversation_is_not_resurrected_by_a_late_message(config, db, owner_db, redis_client):
+    tenant = await seed_tenant(owner_db)
+    engine = EngineClient(config, pool=db)
+    await engine.start()
+    try:
+        conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="hi")).conversation_id
+        await engine.delete_conversation(tenant.org, conv, actor=("member", tenant.admins[0]))
+    finally:
+        await engine.close()
+    entries = await _entries(redis_client, config, tenant.org)
+    deletion = [e for e in entries if b'"deleted"' in e[1][b"f"] and e[1][b"t"] == b"u"]
+    await write(db, plan(deletion))                           # the deletion commits first
+    await write(db, plan([e for e in entries if e not in deletion]))   # the message arrives late
+    row, msgs, _ = await _conversation(db, tenant.org, conv)
+    assert row is None and msgs == []
+
+
+async def test_dead_workers_pending_entries_are_claimed(config, db, owner_db, redis_client):
+    cfg = config.replace(engine={"claim_idle_ms": 200})
+    tenant = await seed_tenant(owner_db)
+    engine = EngineClient(cfg, pool=db)
+    await engine.start()
+    dead = Worker(cfg, redis=redis_client, pool=db, consumer=f"dead-{uuid.uuid4().hex[:6]}")
+    await dead.setup()
+    while await dead.step():       # drain what earlier tests left, so the next read is ours
+        pass
+    try:
+        conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="hi")).conversation_id
+        for i in range(9):
+            await engine.send_message(tenant.org, conv, type="outgoing", author_kind="member",
+                                      author_id=tenant.agents[0], body=f"m{i}")
+    finally:
+        await engine.close()
+    # The "dead" consumer reads the batch and crashes before writing or acknowledging it.
+    taken = await redis_client.xreadgroup(keys.GROUP, dead.consumer, {s: ">" for s in dead.streams}, count=1000)
+    assert sum(len(items) for _, items in taken) >= 11
+    live = Worker(cfg, redis=redis_client, pool=db, consumer=f"live-{uuid.uuid4().hex[:6]}")
+    await live.setup()
+    await asyncio.sleep(0.3)
+    live._last_maintenance = 0
+    await live.step()
+    row, msgs, _ = await _conversation(db, tenant.org, conv)
+    assert [m["seq"] for m in msgs] == list(range(1, 11)) and row["last_seq"] == 10
+    shard = keys.stream(keys.shard_of(tenant.org, cfg.engine.shards))
+    pending = await redis_client.xpending(shard, keys.GROUP)
+    assert pending["pending"] == 0
+
+
+async def test_trim_keeps_every_unacknowledged_entry(config, db, owner_db, redis_client):
+    cfg = config.replace(engine={"stream_retention": 1, "claim_idle_ms": 60000})
+    tenant = await seed_tenant(owner_db)
+    engine = EngineClient(cfg, pool=db)
+    await engine.start()
+    worker = Worker(cfg, redis=redis_client, pool=db, consumer=f"t-{uuid.uuid4().hex[:6]}")
+    await worker.setup()
+    while await worker.step():
+        pass
+    stream = keys.stream(keys.shard_of(tenant.org, cfg.engine.shards))
+    try:
+        conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="hi")).conversation_id
+        # Read (delivered) but not acknowledged: pending entries must survive any trim.
+        for i in range(5):
+            await engine.send_message(tenant.org, conv, type="outgoing", author_kind="member",
+                                      author_id=tenant.agents[0], body=f"m{i}")
+    finally:
+        await engine.close()
+    taken = await redis_client.xreadgroup(keys.GROUP, "holder", {stream: ">"}, count=1000)
+    await worker.scripts.run(redis_client, "trim", [stream], [keys.GROUP, 1, 10000])
+    left = {f[b"c"].decode() == conv and f.get(b"s") for _, f in await redis_client.xrange(stream)}
+    ours = [f for _, f in await redis_client.xrange(stream) if f[b"c"].decode() == conv and f[b"t"] == b"m"]
+    assert [int(f[b"s"]) for f in ours] == [1, 2, 3, 4, 5, 6], left
+    # Once everything is persisted and acknowledged, the stream is cut to its retention.
+    await worker.persist([(stream, eid, f) for _, items in taken for eid, f in items])
+    await redis_client.xack(stream, keys.GROUP, *[eid for _, items in taken for eid, _ in items])
+    await worker.scripts.run(redis_client, "trim", [stream], [keys.GROUP, 1, 10000])
+    assert await redis_client.xlen(stream) <= 2
+
+
+async def test_poison_entry_goes_to_dead_letters_and_the_rest_is_stored(config, db, owner_db, redis_client):
+    tenant = await seed_tenant(owner_db)
+    engine = EngineClient(config, pool=db)
+    await engine.start()
+    worker = Worker(config, redis=redis_client, pool=db, consumer=f"p-{uuid.uuid4().hex[:6]}")
+    await worker.setup()
+    while await worker.step():
+        pass
+    try:
+        conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="ok 1")).conversation_id
+        # A conversation whose contact does not exist: its rows violate a foreign key.
+        ghost = await engine.create_conversation(tenant.org, str(uuid.uuid4()), tenant.app)
+        await engine.send_message(tenant.org, ghost, type="outgoing", author_kind="member", author_id=None, body="lost?")
+        await engine.send_message(tenant.org, conv, type="outgoing", author_kind="member",
+                                  author_id=tenant.agents[0], body="ok 2")
+    finally:
+        await engine.close()
+    while await worker.step():
+        pass
+    _, msgs, _ = await _conversation(db, tenant.org, conv)
+    assert [m["body"] for m in msgs] == ["ok 1", "ok 2"]
+    shard = keys.shard_of(tenant.org, config.engine.shards)
+    dead = [orjson.loads(f[b"f"]) for _, f in await redis_client.xrange(keys.dead_letters(shard))
+            if f[b"c"].decode() == ghost]
+    assert len(dead) == 2
+    pending = await redis_client.xpending(keys.stream(shard), keys.GROUP)
+    assert pending["pending"] == 0
