@@ -20,6 +20,7 @@ from admin_api.billing import routes as billing
 from admin_api import static
 from admin_api import api_keys, apps, exports, socket_tokens, webhooks, widget_session
 from admin_api.rest import contacts, conversations, messages, tags
+from admin_api import assignment, availability, reminders, search
 from admin_api.jobs import JobQueue
 from admin_api.keys import (CATCH_ALL, CONFIG, DB, ENCRYPTOR, ENGINE, HASHER, JOBS, LIMITS, OUTBOX, REDIS, RESOLVERS,
                             SECURITY, THROTTLE, TOKENS)
@@ -46,6 +47,7 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     static.routes,
     apps.routes, widget_session.routes, socket_tokens.routes, api_keys.routes, conversations.routes, messages.routes,
     contacts.routes, tags.routes, webhooks.routes, exports.routes,
+    assignment.routes, availability.routes, reminders.routes, search.routes,
 )
 DEVELOPMENT_ROUTE_TABLES: tuple[RouteTable, ...] = (devmail.routes,)
 

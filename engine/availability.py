@@ -117,10 +117,13 @@ class MemberState:
         return effective_state(self.choice, self.present)
 
 
+# Read once at import: a Presence is cheap to make (the admin API makes one per request).
+_SOURCES = {n: (_LUA / f"{n}.lua").read_text() for n in ("presence_set", "presence_sweep", "presence_read")}
+
+
 class _Scripts:
     def __init__(self):
-        self.by_name = {n: Script(n, (_LUA / f"{n}.lua").read_text())
-                        for n in ("presence_set", "presence_sweep", "presence_read")}
+        self.by_name = {n: Script(n, source) for n, source in _SOURCES.items()}
 
     async def run(self, redis, name: str, keys_: list[str], args: list) -> object:
         script = self.by_name[name]

@@ -107,9 +107,15 @@ async def seed_a(app, org_id: uuid.UUID, owner_id: uuid.UUID) -> dict[str, str]:
         await conn.execute(
             "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes) VALUES ($1, $2, 'A key', $3, "
             "'{conversations:read}')", key_id, org_id, "0" * 64)
+        rule_id = await conn.fetchval(
+            "INSERT INTO assignment_rules (org_id, position, name, actions) "
+            "VALUES ($1, 1, 'A rule', '[{\"type\": \"skip_assignment\"}]') RETURNING id", org_id)
+        reminder_id = await conn.fetchval(
+            "INSERT INTO reminders (org_id, conversation_id, user_id, remind_at, note) "
+            "VALUES ($1, $2, $3, now() + interval '1 day', 'A reminder') RETURNING id", org_id, conversation_id, owner_id)
     return {"app_id": str(app_id), "contact_id": str(contact_id), "conversation_id": str(conversation_id),
             "seq": "1", "webhook_id": str(hook_id), "delivery_id": str(delivery_id), "export_id": str(export_id),
-            "key_id": key_id}
+            "key_id": key_id, "rule_id": str(rule_id), "reminder_id": str(reminder_id)}
 
 
 async def tenant_a(client_factory, app):
@@ -126,7 +132,7 @@ async def tenant_a(client_factory, app):
 
 async def snapshot(app, a: TenantA) -> dict:
     tables = ("apps", "contacts", "conversations", "messages", "webhooks", "webhook_deliveries", "exports", "api_keys",
-              "members", "invites", "organisations")
+              "members", "invites", "organisations", "assignment_rules", "reminders", "notifications")
     async with scoped(app[keys.DB], org_id=a.org_id) as conn:
         state = {}
         for table in tables:
