@@ -23,7 +23,8 @@ log = logging.getLogger("convot.admin_api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 REQUESTS = Counter("convot_admin_api_requests_total", "Admin API answers", ["route", "method", "status"])
-LATENCY = Histogram("convot_admin_api_request_seconds", "Admin API answer time", ["route"],
+LATENCY = Histogram("convot_admin_api_request_seconds", "Admin API answer time by route template and status",
+                    ["route", "method", "status"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 
@@ -73,7 +74,7 @@ async def boundary(request: web.Request, handler) -> web.StreamResponse:
         elapsed = time.perf_counter() - started
         route = _route_label(request)
         REQUESTS.labels(route, request.method, str(response.status)).inc()
-        LATENCY.labels(route).observe(elapsed)
+        LATENCY.labels(route, request.method, str(response.status)).observe(elapsed)
         # no client IP, query string or user id: the request id ties a line to the audit trail
         log.info("request", extra={"method": request.method, "route": route, "status": response.status,
                                    "ms": round(elapsed * 1000, 1)})

@@ -10,6 +10,7 @@ from admin_api.call import Call
 from admin_api.openapi import build_document
 from admin_api.routing import RouteTable
 from admin_api.schemas import Array, Object, Schema, String
+from convot.metrics import watch_pool
 
 routes = RouteTable(tag="system")
 
@@ -37,7 +38,10 @@ async def healthz(call: Call) -> Health:
 
 
 @routes.route("GET", "/metrics", permission="public", content_type="text/plain", summary="Prometheus metrics")
-async def metrics(_call: Call) -> web.Response:
+async def metrics(call: Call) -> web.Response:
+    # this process's pools (re-registering replaces, so a test's second app is reported, not both)
+    watch_pool("postgres", "main", call.app[keys.DB])
+    watch_pool("redis", "main", call.app[keys.REDIS])
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

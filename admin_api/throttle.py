@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from admin_api.errors import ApiError
+from convot.metrics import count_rate_limited
 
 _SCRIPT = (Path(__file__).parent / "lua" / "throttle.lua").read_text()
 
@@ -65,7 +66,9 @@ def throttle_key(limit: Limit, subject: str) -> str:
     return f"cv:{{throttle}}:{limit.name}:{digest}"
 
 
-def rate_limited(wait_ms: int) -> ApiError:
+def rate_limited(wait_ms: int, *limits: "Limit") -> ApiError:
+    """The 429 answer; counted in ``convot_rate_limited_total{limit=<names of the limits checked>}``."""
+    count_rate_limited(*(limit.name for limit in limits) if limits else ("other",))
     seconds = max(1, math.ceil(wait_ms / 1000))
     return ApiError("rate_limited", details={"retry_after": seconds}, headers={"Retry-After": str(seconds)})
 
@@ -100,7 +103,7 @@ class Throttle:
         """Raise 429 ``rate_limited`` (with Retry-After) when any key is spent."""
         wait = await self.peek(*pairs)
         if wait:
-            raise rate_limited(wait)
+            raise rate_limited(wait, *(limit for limit, _ in pairs))
 
     async def guard(self, pairs: tuple[tuple[Limit, str], ...], count_refusal: tuple[Limit, str]) -> None:
         """Like :meth:`check`, but a refused attempt still counts against ``count_refusal``
@@ -108,10 +111,10 @@ class Throttle:
         wait = await self.peek(*pairs)
         if wait:
             await self.add(count_refusal)
-            raise rate_limited(wait)
+            raise rate_limited(wait, *(limit for limit, _ in pairs))
 
     async def take(self, *pairs: tuple[Limit, str]) -> None:
         """Spend one event on every key, or raise 429."""
         wait = await self.hit(*pairs)
         if wait:
-            raise rate_limited(wait)
+            raise rate_limited(wait, *(limit for limit, _ in pairs))

@@ -100,7 +100,7 @@ class EmbeddedSettings:
 class GatewaySettings:
     host: str = setting("127.0.0.1")
     port: int = setting(8765, _port)
-    metrics_port: int = setting(9101, _port)
+    metrics_port: int = setting(9101, _port, "gateway i of `convot up` serves /metrics on metrics_port + i")
     max_frame_bytes: int = setting(65536, _positive, "larger frames close the socket (1009)")
     max_message_chars: int = setting(8000, _positive, "longer message bodies are refused")
     rate_limit_per_second: float = setting(20.0, _positive, "frames a socket may send per second")
@@ -115,7 +115,7 @@ class GatewaySettings:
 class EngineSettings:
     shards: int = setting(16, _between(1, 16384), "number of Redis streams messages are sharded over")
     workers: int = setting(1, _positive, "worker processes started by `convot up`")
-    metrics_port: int = setting(9102, _port)
+    metrics_port: int = setting(9201, _port, "worker i of `convot up` serves /metrics on metrics_port + i")
     batch_max: int = setting(1000, _positive, "entries persisted per PostgreSQL transaction")
     claim_idle_ms: int = setting(15000, _positive, "pending entries idle this long are taken over")
     stream_retention: int = setting(100000, _positive, "persisted entries kept in Redis per shard")
@@ -257,6 +257,12 @@ class WorkflowSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    host: str = setting("127.0.0.1", doc="address the gateways' and workers' /metrics listen on (0.0.0.0 for a remote Prometheus)")
+    shard_stats_interval: float = setting(5.0, _positive, "seconds between reads of stream length, pending count and persist lag per shard")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataSettings = DataSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -274,6 +280,7 @@ class Config:
     webhooks: WebhookSettings = WebhookSettings()
     data_rights: DataRightsSettings = DataRightsSettings()
     workflow: WorkflowSettings = WorkflowSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def data_dir(self) -> Path:

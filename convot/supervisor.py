@@ -106,7 +106,24 @@ def _stop_children(children: list[Child], timeout: float) -> None:
             child.proc.wait()
 
 
+def metrics_port_clash(config: Config, gateways: int, workers: int) -> str | None:
+    """Gateway i serves /metrics on gateway.metrics_port + i, worker i on engine.metrics_port + i
+    (configs/prometheus.yml lists them): the two ranges and the admin API port must not meet."""
+    g = set(range(config.gateway.metrics_port, config.gateway.metrics_port + gateways))
+    e = set(range(config.engine.metrics_port, config.engine.metrics_port + workers))
+    if g & e:
+        return (f"gateway metrics ports {min(g)}-{max(g)} overlap worker metrics ports {min(e)}-{max(e)}: "
+                "set gateway.metrics_port / engine.metrics_port further apart")
+    if config.admin_api.port in g | e or config.gateway.port in g | e:
+        return f"a metrics port ({min(g)}-{max(g)}, {min(e)}-{max(e)}) is the admin API or gateway port"
+    return None
+
+
 def run_up(config: Config, *, gateways: int = 1, workers: int = 1) -> int:
+    clash = metrics_port_clash(config, gateways, workers)
+    if clash:
+        print(f"convot up: {clash}", file=sys.stderr, flush=True)
+        return 2
     stopping = False
 
     def on_signal(signum, _frame):
@@ -156,6 +173,9 @@ def run_up(config: Config, *, gateways: int = 1, workers: int = 1) -> int:
                                            if "CONVOT_DATABASE_URL" in env else config)
             asyncio.run(create_demo(demo_config))
 
+        from convot.metrics import write_scrape_targets
+
+        write_scrape_targets(config, gateways, workers)     # what configs/prometheus.yml scrapes
         for i in range(gateways):
             genv = dict(env, CONVOT_GATEWAY_METRICS_PORT=str(config.gateway.metrics_port + i))
             children.append(Child(f"gateway-{i + 1}", ["gateway"], genv))
@@ -176,6 +196,9 @@ def run_up(config: Config, *, gateways: int = 1, workers: int = 1) -> int:
             f"  gateway      {config.admin_api.gateway_public_url}  "
             f"(metrics http://{config.gateway.host}:{config.gateway.metrics_port}/metrics)\n"
             f"  engine       metrics http://127.0.0.1:{config.engine.metrics_port}/metrics\n"
+            f"  metrics      gateways :{config.gateway.metrics_port}-{config.gateway.metrics_port + gateways - 1}, "
+            f"workers :{config.engine.metrics_port}-{config.engine.metrics_port + workers - 1} "
+            "(configs/prometheus.yml)\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from convot.config import Config
 from convot.db import create_pool_from_config
+from convot.metrics import initialise, run_shard_stats, start_metrics_server, stop_metrics_server, watch_pool
 from engine import keys
 from engine import metrics as m
 from engine.client import create_redis
@@ -202,12 +203,19 @@ class Worker:
 
 
 async def serve(config: Config) -> None:
-    from prometheus_client import start_http_server
+    from engine import webhooks
 
-    httpd, _thread = start_http_server(config.engine.metrics_port, addr="127.0.0.1")
+    # webhook deliveries run in engine workers (docs/webhooks.md): every outcome's series from the start
+    initialise(webhooks.attempts_total, "ok", "http_error", "timeout", "error")
+    httpd, _thread = start_metrics_server(config, config.engine.metrics_port)
     redis = create_redis(config)
     pool = await _pool_when_ready(config)
+    watch_pool("postgres", "main", pool)
+    watch_pool("redis", "main", redis)
     worker = Worker(config, redis=redis, pool=pool)
+    # stream length, pending count and persist lag per shard, Redis memory (convot/metrics.py)
+    stats = asyncio.get_running_loop().create_task(
+        run_shard_stats(redis, worker.streams, keys.GROUP, config.metrics.shard_stats_interval))
     shopify_stop, shopify = asyncio.Event(), None
     workflow_stop, workflow = asyncio.Event(), None
     developer_stop, developer = asyncio.Event(), []
@@ -243,6 +251,8 @@ async def serve(config: Config) -> None:
                 await asyncio.gather(task, return_exceptions=True)
             raise
     finally:
+        stats.cancel()
+        await asyncio.gather(stats, return_exceptions=True)
         if developer:
             developer_stop.set()
             _, late = await asyncio.wait(developer, timeout=STOP_GRACE_SECONDS)
@@ -257,8 +267,7 @@ async def serve(config: Config) -> None:
             await asyncio.gather(shopify, return_exceptions=True)
         await pool.close()
         await redis.aclose()
-        await asyncio.to_thread(httpd.shutdown)
-        httpd.server_close()
+        await stop_metrics_server(httpd)
 
 
 async def _retry_redis(fn) -> None:

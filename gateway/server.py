@@ -31,6 +31,7 @@ from websockets.protocol import State
 from convot.config import Config
 from convot.db import create_pool, scoped
 from convot.logs import connection_id
+from convot.metrics import count_rate_limited, start_metrics_server, stop_metrics_server, watch_pool
 from convot.tokens import LEEWAY_SECONDS, TokenError, TokenVerifier
 from engine import keys
 from engine.availability import Presence, SocketPresence
@@ -352,7 +353,9 @@ class Gateway:
                 return
             if not conn.bucket.take():
                 if conn.bucket.flooding:
+                    count_rate_limited("socket_flood")
                     raise GatewayError("flood")
+                count_rate_limited("socket_frames")
                 m.errors.labels("rate_limited").inc()
                 conn.send(error_frame("rate_limited", ERRORS["rate_limited"].description), "error")
                 continue
@@ -714,16 +717,19 @@ async def _health(connection, request):
 
 
 async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
-    from prometheus_client import start_http_server
+    from engine import metrics as engine_metrics
 
     g = config.gateway
-    httpd, _thread = start_http_server(g.metrics_port, addr="127.0.0.1")
+    httpd, _thread = start_metrics_server(config, g.metrics_port)
     redis = create_redis(config)
     reader_redis = create_redis(config, single_connection_client=True)
     # min_size=0: the gateway starts (and live chat runs) while PostgreSQL is down.
     pool = await create_pool(config.database.url, min_size=0, max_size=config.database.pool_max,
                              command_timeout=config.database.command_timeout)
-    engine = EngineClient(config, redis=redis, pool=pool)
+    engine = EngineClient(config, redis=redis, pool=pool, metrics=engine_metrics)   # append batch sizes
+    watch_pool("postgres", "main", pool)
+    watch_pool("redis", "main", redis)
+    watch_pool("redis", "stream_reader", reader_redis)
     verifier = TokenVerifier(config)
     gateway = Gateway(config, redis=redis, pool=pool, engine=engine, verifier=verifier)
     gateway.fanout.reader_redis = reader_redis
@@ -767,5 +773,4 @@ async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
         await redis.aclose()
         if pool is not None:
             await pool.close()
-        await asyncio.to_thread(httpd.shutdown)
-        httpd.server_close()
+        await stop_metrics_server(httpd)

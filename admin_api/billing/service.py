@@ -19,6 +19,7 @@ from admin_api.billing.errors import BillingError
 from admin_api.billing.plans import Plan, Plans
 from admin_api.billing.state import BillingState, apply_event, customer_of
 from convot.db import scoped
+from convot.metrics import STRIPE_LAST_EVENT, STRIPE_REQUESTS, STRIPE_WEBHOOKS
 
 log = logging.getLogger("convot.billing")
 
@@ -43,7 +44,15 @@ def _state(row) -> BillingState:
 
 async def process_event(pool: asyncpg.Pool, plans: Plans, event: dict) -> str:
     """Apply one verified event. Returns ``processed``, ``duplicate`` (this event id was seen:
-    nothing changes) or ``unknown_customer`` (not one of ours: acknowledged, nothing stored)."""
+    nothing changes) or ``unknown_customer`` (not one of ours: acknowledged, nothing stored);
+    counted in ``convot_stripe_webhook_events_total{outcome}``."""
+    outcome = await _process_event(pool, plans, event)
+    STRIPE_WEBHOOKS.labels(outcome).inc()
+    STRIPE_LAST_EVENT.set_to_current_time()
+    return outcome
+
+
+async def _process_event(pool: asyncpg.Pool, plans: Plans, event: dict) -> str:
     customer = customer_of(event)
     if customer is None:
         return "unknown_customer"
@@ -197,7 +206,8 @@ class StripeBilling:
             customer = await self._client.v1.customers.create_async(
                 params, options={"idempotency_key": f"convot-customer-{org_id}"})
         except stripe.StripeError as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, "customers.create") from None
+        STRIPE_REQUESTS.labels("customers.create", "ok").inc()
         async with scoped(pool, org_id=org_id) as conn:
             await conn.execute(
                 """INSERT INTO billing_accounts (org_id, stripe_customer_id) VALUES ($1, $2)
@@ -228,7 +238,8 @@ class StripeBilling:
             session = await self._client.v1.checkout.sessions.create_async(
                 params, options={"idempotency_key": f"convot-checkout-{org_id}-{plan}-{attempt}"})
         except stripe.StripeError as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, "checkout.sessions.create") from None
+        STRIPE_REQUESTS.labels("checkout.sessions.create", "ok").inc()
         return session.url
 
     async def portal_url(self, pool: asyncpg.Pool, org_id: uuid.UUID, *, return_url: str, attempt: str) -> str:
@@ -242,11 +253,13 @@ class StripeBilling:
                 {"customer": customer, "return_url": return_url},
                 options={"idempotency_key": f"convot-portal-{org_id}-{attempt}"})
         except stripe.StripeError as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, "billing_portal.sessions.create") from None
+        STRIPE_REQUESTS.labels("billing_portal.sessions.create", "ok").inc()
         return session.url
 
 
-def _unavailable(exc: stripe.StripeError) -> BillingError:
+def _unavailable(exc: stripe.StripeError, operation: str) -> BillingError:
+    STRIPE_REQUESTS.labels(operation, "error").inc()
     # Logged by type and Stripe's request id only: messages may echo parameters.
     log.warning("stripe request failed", extra={"error_type": type(exc).__name__,
                                                 "stripe_request_id": getattr(exc, "request_id", None),

@@ -14,6 +14,7 @@ import orjson
 import stripe
 
 from admin_api.billing.errors import BillingError
+from convot.metrics import STRIPE_WEBHOOKS
 
 
 def _timestamp(header: str) -> int | None:
@@ -29,7 +30,17 @@ def _timestamp(header: str) -> int | None:
 
 def verify_event(raw_body: bytes, signature_header: str | None, secret: str, *, tolerance: int = 300,
                  now: float | None = None) -> dict:
-    """The verified event as a plain dict; raises :class:`BillingError` with a webhook code."""
+    """The verified event as a plain dict; raises :class:`BillingError` with a webhook code
+    (counted in ``convot_stripe_webhook_events_total{outcome=<code>}``)."""
+    try:
+        return _verify_event(raw_body, signature_header, secret, tolerance, now)
+    except BillingError as exc:
+        STRIPE_WEBHOOKS.labels(exc.code).inc()
+        raise
+
+
+def _verify_event(raw_body: bytes, signature_header: str | None, secret: str, tolerance: int,
+                  now: float | None) -> dict:
     if not secret:
         raise BillingError("billing_not_configured")
     try:

@@ -17,3 +17,5 @@ MERCHANTS_UPDATED = Counter("convot_shopify_merchants_updated_total", "Merchant 
 RUNNING = Gauge("convot_shopify_sync_running", "Connections being synced right now by this process")
 CONNECTIONS = Gauge("convot_shopify_connections", "Shopify connections by status", ["status"])
 LAST_SUCCESS = Gauge("convot_shopify_last_success_timestamp_seconds", "Unix time of this process's last successful run")
+for _result in ("ok", "failed", "stopped"):      # every result's series exists from the start (rate() works)
+    RUNS.labels(_result)
