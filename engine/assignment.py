@@ -33,6 +33,7 @@ import logging
 import os
 import socket
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -196,10 +197,14 @@ class Assigner:
                         await self.assign(job)
                     except Retry:
                         raise
-                    except Exception:
-                        # A bug must not block the shard: log it (no message text) and move on.
-                        log.exception("auto-assignment failed for a conversation; left unassigned",
-                                      extra={"org_id": job.org_id, "conversation_id": job.conversation_id})
+                    except Exception as exc:
+                        # A bug must not block the shard: log where it happened -- the type and the
+                        # frames, never the exception's message, which may quote a message body.
+                        frames = " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+                                            for f in reversed(traceback.extract_tb(exc.__traceback__)))
+                        log.error("auto-assignment failed for a conversation; left unassigned",
+                                  extra={"org_id": job.org_id, "conversation_id": job.conversation_id,
+                                         "error": type(exc).__name__, "trace": frames})
                 done.setdefault(stream, []).append(eid)
         finally:
             if done:

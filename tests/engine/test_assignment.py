@@ -367,3 +367,22 @@ async def test_assignment_reaches_inbox_sockets_and_webhooks(wf_config, make_ass
         rows = await conn.fetch("SELECT event, payload FROM webhook_deliveries WHERE org_id = $1", tenant.org)
     assert [(r["event"], r["payload"]["data"]["conversation"]["id"], r["payload"]["data"]["conversation"]["assignee_id"])
             for r in rows] == [("conversation.assigned", conv, dana)]
+
+
+async def test_an_entry_that_fails_for_good_is_skipped_and_the_shard_goes_on(make_assigner, engine, presence, db,
+                                                                             tenant, wf_config, caplog):
+    await set_org(db, tenant.org, assignment_strategy="round_robin")
+    await online(db, presence, tenant.org, *tenant.agents)
+    assigner = await make_assigner()
+    conv = await start(engine, tenant, 0, "secret words of the shopper")
+    await until_idle(assigner)
+    stream = keys.stream(keys.shard_of(tenant.org, wf_config.engine.shards))
+    # A malformed copy of a first message (a contact id that is no UUID): PostgreSQL refuses it.
+    poisoned = {b"t": b"m", b"s": b"1", b"o": tenant.org.encode(), b"c": str(uuid.uuid4()).encode(),
+                b"k": b"not-a-uuid", b"a": tenant.app.encode(), b"h": b"widget",
+                b"f": orjson.dumps({"message": {"type": "incoming", "body": "secret words of the shopper"}})}
+    await assigner.handle([(stream, b"0-1", poisoned)])
+    assert "secret words" not in caplog.text and "left unassigned" in caplog.text
+    after = await start(engine, tenant, 1)
+    await until_idle(assigner)
+    assert await assignee(engine, tenant, conv) is not None and await assignee(engine, tenant, after) is not None
