@@ -1,6 +1,6 @@
 """The request pipeline every declared route runs through (see docs/admin-api.md).
 
-authentication (resolver chain) -> CSRF -> path parameters -> session level (MFA step) ->
+authentication (resolver chain) -> request rate limit -> CSRF -> path parameters -> session level (MFA step) ->
 organisation scope and permission -> query/body validation -> re-authentication -> handler ->
 serialisation of the declared response schema.
 """
@@ -8,6 +8,7 @@ serialisation of the declared response schema.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import uuid
@@ -21,7 +22,11 @@ from admin_api.errors import ApiError
 from admin_api.principal import Membership, Principal
 from admin_api.routing import JSON, UNSAFE_METHODS, Route
 from admin_api.schemas import Schema, SchemaError
+from admin_api.throttle import Limit
 from convot.db import scoped
+
+# Monitoring is never throttled.
+UNTHROTTLED = frozenset({"/healthz", "/metrics"})
 
 
 def sha256_hex(value: str) -> str:
@@ -156,6 +161,25 @@ def render(route: Route, result) -> web.StreamResponse:
     return web.Response(body=orjson.dumps(result.dump()), status=route.status, content_type=JSON)
 
 
+@functools.lru_cache(maxsize=8)
+def request_limits(config) -> tuple[Limit, Limit]:
+    a = config.admin_api
+    return Limit("requests_session", a.session_rate_limit, 60), Limit("requests_ip", a.ip_rate_limit, 60)
+
+
+async def limit_requests(call: Call) -> None:
+    """Every API is rate-limited: per session when signed in, per client IP without credentials.
+    (API keys have their own budget, applied by their resolver.)"""
+    if call.route.path in UNTHROTTLED:
+        return
+    per_session, per_ip = request_limits(call.config)
+    principal = call.principal
+    if principal is None:
+        await call.app[keys.THROTTLE].take((per_ip, call.ip))
+    elif principal.session is not None:
+        await call.app[keys.THROTTLE].take((per_session, principal.session.id))
+
+
 async def run_route(route: Route, request: web.Request) -> web.StreamResponse:
     app = request.app
     policy = app[keys.SECURITY]
@@ -169,6 +193,7 @@ async def run_route(route: Route, request: web.Request) -> web.StreamResponse:
             raise
         call.principal = None  # a stale cookie does not stop sign-in or sign-up
     principal = call.principal
+    await limit_requests(call)
     if route.permission != permissions.PUBLIC and principal is None:
         raise ApiError("unauthorized")
 

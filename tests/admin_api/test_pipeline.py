@@ -129,3 +129,42 @@ async def test_query_strings_are_validated(client_factory, app, query):
     answer = await c.call("GET", f"/v1/me/auth-events{query}")
     assert_envelope(answer, 422, "unprocessable_entity")
     assert answer.body["error"]["details"]["field"] == "limit"
+
+
+async def test_every_api_is_rate_limited_per_session_and_per_ip(api_config):
+    from tests.admin_api.conftest import PASSWORD, fresh_ip, make_user
+
+    app = create_app(api_config.replace(smtp={"port": free_port()}, admin_api={"ip_rate_limit": 5}))
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        _, email, _ = await make_user(app)
+        ip = {"X-Forwarded-For": fresh_ip()}
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), headers=ip) as http:
+            statuses = []
+            for _ in range(5):
+                async with http.get(server.make_url("/.well-known/security.txt")) as resp:
+                    statuses.append(resp.status)
+            async with http.post(server.make_url("/v1/auth/login"), json={"email": email, "password": PASSWORD}) as resp:
+                assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+            async with http.get(server.make_url("/healthz")) as resp:
+                assert resp.status == 200  # monitoring is never throttled
+            assert statuses == [200] * 5
+        # a signed-in session has its own budget
+        app2 = create_app(api_config.replace(smtp={"port": free_port()}, admin_api={"session_rate_limit": 3}))
+        server2 = TestServer(app2)
+        await server2.start_server()
+        try:
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                             headers={"X-Forwarded-For": fresh_ip()}) as http:
+                async with http.post(server2.make_url("/v1/auth/login"), json={"email": email, "password": PASSWORD}) as resp:
+                    assert resp.status == 200
+                answers = []
+                for _ in range(4):
+                    async with http.get(server2.make_url("/v1/me")) as resp:
+                        answers.append(resp.status)
+                assert answers == [200, 200, 200, 429]
+        finally:
+            await server2.close()
+    finally:
+        await server.close()
