@@ -228,3 +228,37 @@ async def test_history_loads_the_latest_page_then_older_on_scroll(context, fake)
     assert texts[0] == "shopper 1" and texts[-1] == "shopper 75" and len(set(texts)) == 75
     # What was on screen stays on screen (the older page went above it).
     assert await frame.evaluate("document.querySelector('.log').scrollTop") > 0
+
+
+async def test_reset_forgets_the_visitor_on_sign_out(context, fake):
+    page, frame = await load_page(context, fake)
+    await page.evaluate("Convot.identify({email: 'first@example.com', name: 'First'})")
+    await fake.wait_for(lambda: len(fake.sessions) == 2, what="identified session")
+    await open_panel(frame)
+    await send(frame, "Private question")
+    await fake.wait_for(lambda: fake.messages(), what="message")
+    first_contact = fake.sockets[-1].contact_id
+    stored = await page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('convot:'))")
+    assert any(k.endswith(":visitor") for k in stored)
+    await page.evaluate("Convot.reset()")
+    await fake.wait_for(lambda: len(fake.sessions) == 3 and fake.sockets and fake.sockets[-1].contact_id
+                        and fake.sockets[-1].contact_id != first_contact, what="new anonymous session")
+    assert fake.sessions[-1]["visitor_token"] is None and fake.sessions[-1]["identify"] is None
+    await frame.wait_for_function("document.querySelectorAll('.msg').length === 0")
+    stored = await page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('convot:'))")
+    assert stored == [f"convot:{APP_ID}:visitor"]                   # the new visitor's only
+    assert len([s for s in fake.sockets if not s.ws.closed]) == 1
+
+
+async def test_reading_in_one_tab_clears_the_badge_in_the_others(context, fake):
+    page, frame = await load_page(context, fake)
+    await open_panel(frame)
+    await send(frame, "Hi")
+    conv = await fake.wait_for(lambda: fake.conversation_of(), what="conversation")
+    await frame.click(".close")
+    page2, frame2 = await load_page(context, fake, name="second-tab")
+    await fake.agent_message(conv, "Reply for both tabs")
+    for f in (frame, frame2):
+        await f.wait_for_selector(".badge:has-text('1')")
+    await open_panel(frame2)
+    await frame.wait_for_selector(".badge", state="hidden")

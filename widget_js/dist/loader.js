@@ -9,7 +9,7 @@ if (win.console) win.console.warn("Convot: window.Convot.app_id is missing or ma
 return;
 }
 var q = api.q = api.q && api.q.length !== undefined ? api.q : [];
-var names = ["open", "close", "toggle", "show", "hide", "identify", "onReady", "onUnreadCountChange"];
+var names = ["open", "close", "toggle", "show", "hide", "identify", "reset", "onReady", "onUnreadCountChange"];
 for (var i = 0; i < names.length; i++) {
 if (typeof api[names[i]] === "function") q.push([names[i], api[names[i]]]);
 (function (name) {
@@ -25,7 +25,7 @@ api.__convot = "loader";
 var load = function () {
 var s = doc.createElement("script");
 s.async = true;
-s.src = api.api_base + "/widget/widget.js?v=f7fe27e3769b";
+s.src = api.api_base + "/widget/widget.js?v=ea5471bbaf49";
 (doc.head || doc.documentElement).appendChild(s);
 };
 if (doc.readyState === "complete") load();

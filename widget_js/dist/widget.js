@@ -1,4 +1,4 @@
-/*! Convot widget f7fe27e3769b */
+/*! Convot widget ea5471bbaf49 */
 (function(window,document){"use strict";
 var CSS_TEXT="*{box-sizing:border-box;margin:0;padding:0}html,body{height:100%;background:transparent;color-scheme:normal;overflow:hidden}body{font:14px/1.45 system-ui,-apple-system,\"Segoe UI\",Roboto,\"Helvetica Neue\",Arial,\"Noto Sans\",sans-serif;color:#1b1c1f;-webkit-font-smoothing:antialiased;-webkit-text-size-adjust:100%}button,textarea,input{font:inherit;color:inherit}button{cursor:pointer;background:none;border:0}svg{display:block;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round}[hidden]{display:none!important}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}:focus{outline:none}:focus-visible{outline:2px solid #1b1c1f;outline-offset:2px;box-shadow:0 0 0 4px #fff}.launcher{position:absolute;right:16px;bottom:16px;width:56px;height:56px;border-radius:50%;background:var(--c);color:var(--t);box-shadow:0 2px 8px rgba(0,0,0,.22);display:flex;align-items:center;justify-content:center;border:1px solid transparent;transition:transform .15s}.launcher:hover{transform:scale(1.05)}.launcher svg{width:26px;height:26px}.launcher:focus-visible{outline:3px solid #1b1c1f;outline-offset:2px;box-shadow:0 0 0 2px #fff,0 2px 8px rgba(0,0,0,.22)}.badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 6px;border-radius:10px;background:#d92d20;color:#fff;font-size:12px;font-weight:700;line-height:20px;text-align:center;box-shadow:0 0 0 2px #fff}.panel{position:absolute;left:16px;right:16px;top:16px;bottom:84px;display:flex;flex-direction:column;background:#fff;border-radius:16px;box-shadow:0 1px 4px rgba(0,0,0,.1),0 10px 24px -8px rgba(0,0,0,.3);overflow:hidden;border:1px solid transparent;animation:cv-in .18s ease-out}@keyframes cv-in{from{opacity:0;transform:translateY(8px)}}.full .panel{inset:0;border-radius:0;box-shadow:none}.full.open .launcher{display:none}.head{display:flex;align-items:center;gap:10px;padding:14px 12px 14px 16px;background:var(--c);color:var(--t);flex:none}.head h2{font-size:16px;font-weight:650;line-height:1.25;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.titles{flex:1;min-width:0}.presence{font-size:12.5px;opacity:.92;display:flex;align-items:center;gap:6px}.presence:before{content:\"\";width:8px;height:8px;border-radius:50%;background:#98a2b3;box-shadow:0 0 0 1.5px var(--t)}.presence.on:before{background:#12b76a}.faces{display:flex;flex:none}.faces .av{width:32px;height:32px;font-size:12px;box-shadow:0 0 0 2px var(--c)}.faces .av+.av{margin-left:-3px}.close{width:36px;height:36px;border-radius:8px;display:flex;align-items:center;justify-content:center;flex:none;color:var(--t)}.close:hover{background:rgba(127,127,127,.2)}.close svg{width:20px;height:20px}.banner{flex:none;padding:6px 12px;font-size:12.5px;text-align:center;background:#fef0c7;color:#7a2e0e}.banner.bad{background:#fee4e2;color:#912018}.log{flex:1;overflow-y:auto;padding:16px 14px 8px;display:flex;flex-direction:column;gap:2px;overscroll-behavior:contain}.greet{align-self:flex-start;max-width:85%;padding:10px 12px;margin-bottom:10px;background:#f2f4f7;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;border:1px solid transparent}.day{align-self:center;margin:10px 0 6px;font-size:12px;color:#667085}.msg{display:flex;flex-direction:column;max-width:85%;margin-top:6px}.msg.cont{margin-top:0}.them{align-self:flex-start;align-items:flex-start}.me{align-self:flex-end;align-items:flex-end}.who{display:flex;align-items:center;gap:6px;font-size:12px;color:#475467;margin:0 0 3px 2px}.who .av{width:20px;height:20px;font-size:10px}.bubble{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;border:1px solid transparent}.them .bubble{background:#f2f4f7;border-bottom-left-radius:4px}.me .bubble{background:var(--c);color:var(--t);border-bottom-right-radius:4px}.activity{align-self:center;max-width:90%;font-size:12.5px;color:#667085;text-align:center;margin:8px 0}.deleted .bubble{font-style:italic;opacity:.7}.meta{font-size:11.5px;color:#667085;margin:2px 4px 0;min-height:0}.meta:empty{display:none}.failed .meta{color:#b42318}.retry{color:#b42318;text-decoration:underline;font-size:inherit;padding:0 2px}.bubble a{color:inherit;text-decoration:underline}.av{display:inline-flex;align-items:center;justify-content:center;border-radius:50%;background:#d0d5dd;color:#344054;font-weight:600;overflow:hidden;flex:none}.av img{width:100%;height:100%;object-fit:cover}.typing{flex:none;min-height:22px;padding:0 16px 2px;font-size:12.5px;color:#475467;display:flex;align-items:center;gap:6px}.dots{display:inline-flex;gap:3px}.dots i{width:5px;height:5px;border-radius:50%;background:#98a2b3;animation:cv-dot 1.2s infinite}.dots i:nth-child(2){animation-delay:.2s}.dots i:nth-child(3){animation-delay:.4s}@keyframes cv-dot{0%,60%,100%{opacity:.3}30%{opacity:1}}.email{flex:none;margin:0 12px 8px;padding:10px 12px;border:1px solid #eaecf0;border-radius:12px;background:#f9fafb}.email label{display:block;font-size:12.5px;color:#344054;margin-bottom:6px}.email div{display:flex;gap:6px}.email input{flex:1;min-width:0;height:36px;padding:0 10px;border:1px solid #d0d5dd;border-radius:8px;background:#fff}.email button{height:36px;padding:0 12px;border-radius:8px;background:var(--c);color:var(--t);font-weight:600;border:1px solid transparent}.email .err{color:#b42318;font-size:12px;margin-top:4px}.compose{flex:none;display:flex;align-items:flex-end;gap:8px;padding:10px 12px 12px;border-top:1px solid #eaecf0}.compose textarea{flex:1;min-width:0;resize:none;border:1px solid #d0d5dd;border-radius:10px;padding:8px 10px;max-height:120px;line-height:1.4;background:#fff}.compose textarea:focus-visible,.email input:focus-visible{outline:none;border-color:#475467;box-shadow:0 0 0 1px #475467}.send{width:38px;height:38px;border-radius:10px;background:var(--c);color:var(--t);display:flex;align-items:center;justify-content:center;flex:none;border:1px solid transparent}.send:disabled{opacity:.45;cursor:default}.send svg{width:18px;height:18px}@media (max-width:520px){.compose textarea,.email input{font-size:16px}}@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important}}@media (forced-colors:active){.launcher,.send,.email button{border-color:ButtonText}.badge{border:1px solid}}";
 var HEX_COLOUR = /^#(?:[0-9a-fA-F]{3}){1,2}$/;
@@ -52,6 +52,17 @@ if (raw !== null) return JSON.parse(raw);
 } catch (e) {
 }
 return Object.prototype.hasOwnProperty.call(this.mem, key) ? this.mem[key] : null;
+};
+Store.prototype.clear = function () {
+this.mem = {};
+try {
+var ls = window.localStorage;
+for (var i = ls.length - 1; i >= 0; i--) {
+var k = ls.key(i);
+if (k && k.indexOf(this.prefix) === 0) ls.removeItem(k);
+}
+} catch (e) {
+}
 };
 Store.prototype.set = function (key, value) {
 this.mem[key] = value;
@@ -710,6 +721,7 @@ this.isReady = false;
 this.unread = 0;
 this.typingSentAt = 0;
 this.sessionInFlight = null;
+this.generation = 0;              // bumped by reset(): answers of older requests are dropped
 this.ui = new UI(win, {
 side: config.position,
 on: {
@@ -728,6 +740,15 @@ self.ui.setApp({});
 self.ui.setTeam(false, []);
 self.ui.setView(self.view.open, self.view.visible, false);
 self.startSession();
+});
+win.addEventListener("storage", function (ev) {
+var t = self.thread;
+if (!t.id || ev.key !== self.store.prefix + "read:" + t.id) return;
+var seq = self.store.get("read:" + t.id);
+if (typeof seq === "number" && seq > t.readSeq) {
+t.readSeq = seq;
+self.setUnread();
+}
 });
 win.addEventListener("online", function () { self.wake(); });
 win.addEventListener("offline", function () { self.showConnection(); });
@@ -756,6 +777,7 @@ toggle: function () { self.setView(!self.view.open, true, false); },
 show: function () { self.setView(self.view.open, true, false); },
 hide: function () { self.setView(false, false, false); },
 identify: function (fields) { self.identify(fields); },
+reset: function () { self.reset(); },
 onReady: function (fn) {
 if (typeof fn !== "function") return;
 if (self.isReady) self.later(fn, []);
@@ -803,7 +825,9 @@ this.markRead();
 };
 Widget.prototype.startSession = function () {
 var self = this;
+var gen = this.generation;
 this.requestSession().then(function (data) {
+if (gen !== self.generation) return;
 self.sessionAttempt = 0;
 self.applySession(data);
 self.connect();
@@ -815,6 +839,7 @@ for (var i = 0; i < fns.length; i++) self.later(fns[i], []);
 for (var j = 0; j < self.unreadFns.length; j++) self.later(self.unreadFns[j], [self.unread]);
 }
 }, function (err) {
+if (gen !== self.generation) return;
 if (err.terminal) {
 self.stop(err.code);
 return;
@@ -914,6 +939,26 @@ this.ui.clear();
 for (var k = 0; k < outbox.length; k++) this.ui.upsert(this.thread.view(outbox[k]));
 this.setUnread();
 };
+Widget.prototype.reset = function () {
+this.generation++;
+this.sessionInFlight = null;
+this.disconnect(STATE.IDLE);
+for (var name in this.timers) this.timer(name);
+this.store.clear();
+this.identity = {};
+this.session = null;
+this.contact = null;
+this.contactId = null;
+this.token = null;
+this.everOpen = false;
+this.thread = new Thread();
+this.ui.clear();
+this.ui.setTyping(null);
+this.ui.setEmailPrompt(false);
+this.setUnread();
+this.showConnection();
+if (this.ui.doc) this.startSession();
+};
 Widget.prototype.readPosition = function (id, serverSeq) {
 var local = this.store.get("read:" + id);
 return Math.max(typeof serverSeq === "number" ? serverSeq : 0, typeof local === "number" ? local : 0);
@@ -933,7 +978,9 @@ this.startSession();
 };
 Widget.prototype.refreshSession = function (explicit) {
 var self = this;
+var gen = this.generation;
 return this.requestSession().then(function (data) {
+if (gen !== self.generation) return data;
 self.sessionAttempt = 0;
 var sameContact = data.contact && data.contact.id === self.contactId;
 if (self.state === STATE.STOPPED && explicit) self.state = STATE.IDLE;
@@ -942,6 +989,7 @@ if (sameContact && self.state === STATE.OPEN) self.rawSend({ type: "token.refres
 else self.connect();
 return data;
 }, function (err) {
+if (gen !== self.generation) throw err;
 if (err.terminal) {
 self.warn("session refused: " + err.code);
 if (self.state !== STATE.OPEN && self.state !== STATE.STOPPED) self.stop(err.code);

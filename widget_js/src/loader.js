@@ -13,7 +13,7 @@
     return;
   }
   var q = api.q = api.q && api.q.length !== undefined ? api.q : [];
-  var names = ["open", "close", "toggle", "show", "hide", "identify", "onReady", "onUnreadCountChange"];
+  var names = ["open", "close", "toggle", "show", "hide", "identify", "reset", "onReady", "onUnreadCountChange"];
   for (var i = 0; i < names.length; i++) {
     // Callbacks given in the config object ({onReady: fn}) are kept as queued calls.
     if (typeof api[names[i]] === "function") q.push([names[i], api[names[i]]]);

@@ -66,6 +66,20 @@ Store.prototype.get = function (key) {
   }
   return Object.prototype.hasOwnProperty.call(this.mem, key) ? this.mem[key] : null;
 };
+// Everything this widget stored (this app's keys only).
+Store.prototype.clear = function () {
+  this.mem = {};
+  try {
+    var ls = window.localStorage;
+    for (var i = ls.length - 1; i >= 0; i--) {
+      var k = ls.key(i);
+      if (k && k.indexOf(this.prefix) === 0) ls.removeItem(k);
+    }
+  } catch (e) {
+    // storage unavailable: memory is cleared
+  }
+};
+
 Store.prototype.set = function (key, value) {
   this.mem[key] = value;
   try {

@@ -41,6 +41,7 @@ function Widget(win, config) {
   this.unread = 0;
   this.typingSentAt = 0;
   this.sessionInFlight = null;
+  this.generation = 0;              // bumped by reset(): answers of older requests are dropped
   this.ui = new UI(win, {
     side: config.position,
     on: {
@@ -59,6 +60,16 @@ function Widget(win, config) {
     self.ui.setTeam(false, []);
     self.ui.setView(self.view.open, self.view.visible, false);
     self.startSession();
+  });
+  // Read in another tab of this shop: not unread here either.
+  win.addEventListener("storage", function (ev) {
+    var t = self.thread;
+    if (!t.id || ev.key !== self.store.prefix + "read:" + t.id) return;
+    var seq = self.store.get("read:" + t.id);
+    if (typeof seq === "number" && seq > t.readSeq) {
+      t.readSeq = seq;
+      self.setUnread();
+    }
   });
   win.addEventListener("online", function () { self.wake(); });
   win.addEventListener("offline", function () { self.showConnection(); });
@@ -93,6 +104,7 @@ Widget.prototype.publicApi = function () {
     show: function () { self.setView(self.view.open, true, false); },
     hide: function () { self.setView(false, false, false); },
     identify: function (fields) { self.identify(fields); },
+    reset: function () { self.reset(); },
     onReady: function (fn) {
       if (typeof fn !== "function") return;
       if (self.isReady) self.later(fn, []);
@@ -152,7 +164,9 @@ Widget.prototype.setView = function (open, visible, user) {
 
 Widget.prototype.startSession = function () {
   var self = this;
+  var gen = this.generation;
   this.requestSession().then(function (data) {
+    if (gen !== self.generation) return;
     self.sessionAttempt = 0;
     self.applySession(data);
     self.connect();
@@ -164,6 +178,7 @@ Widget.prototype.startSession = function () {
       for (var j = 0; j < self.unreadFns.length; j++) self.later(self.unreadFns[j], [self.unread]);
     }
   }, function (err) {
+    if (gen !== self.generation) return;
     if (err.terminal) {
       self.stop(err.code);
       return;
@@ -274,6 +289,30 @@ Widget.prototype.switchContact = function (contactId, conversations) {
   this.setUnread();
 };
 
+// The shopper signed out of the site: forget this browser's visitor, identity, unsent
+// messages and read positions, and start over as a new anonymous visitor, so the next person
+// on this computer never sees their conversations.
+Widget.prototype.reset = function () {
+  this.generation++;
+  this.sessionInFlight = null;
+  this.disconnect(STATE.IDLE);
+  for (var name in this.timers) this.timer(name);
+  this.store.clear();
+  this.identity = {};
+  this.session = null;
+  this.contact = null;
+  this.contactId = null;
+  this.token = null;
+  this.everOpen = false;
+  this.thread = new Thread();
+  this.ui.clear();
+  this.ui.setTyping(null);
+  this.ui.setEmailPrompt(false);
+  this.setUnread();
+  this.showConnection();
+  if (this.ui.doc) this.startSession();
+};
+
 // How far the shopper has read: the server's position if it keeps one, else this browser's.
 Widget.prototype.readPosition = function (id, serverSeq) {
   var local = this.store.get("read:" + id);
@@ -300,7 +339,9 @@ Widget.prototype.identify = function (fields) {
 // a different contact (identify) needs a socket of its own.
 Widget.prototype.refreshSession = function (explicit) {
   var self = this;
+  var gen = this.generation;
   return this.requestSession().then(function (data) {
+    if (gen !== self.generation) return data;
     self.sessionAttempt = 0;
     var sameContact = data.contact && data.contact.id === self.contactId;
     // A new identity is new credentials: a widget stopped by a terminal close may try again.
@@ -310,6 +351,7 @@ Widget.prototype.refreshSession = function (explicit) {
     else self.connect();
     return data;
   }, function (err) {
+    if (gen !== self.generation) throw err;
     if (err.terminal) {
       self.warn("session refused: " + err.code);
       if (self.state !== STATE.OPEN && self.state !== STATE.STOPPED) self.stop(err.code);
