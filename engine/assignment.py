@@ -317,15 +317,28 @@ async def run_assigner(assigner: Assigner, stop: asyncio.Event) -> None:
         try:
             await assigner.step()
             backoff = 0.2
+            continue
         except (Retry, *_REDIS_DOWN, *_PG_DOWN) as exc:
             # the entries stay pending in the group and are read again: nothing is lost
             log.warning("auto-assignment: backing store unavailable (%s)", type(exc).__name__)
-            assigner._recheck_pending = True
-            try:
-                await asyncio.wait_for(stop.wait(), backoff)
-            except asyncio.TimeoutError:
-                pass
-            backoff = min(backoff * 2, 5.0)
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                # Redis lost the group (restarted without its data): start again from now
+                log.warning("auto-assignment: consumer group missing; creating it again")
+                try:
+                    await assigner.setup()
+                except (*_REDIS_DOWN, ResponseError) as again:
+                    log.warning("auto-assignment: cannot create the group (%s)", type(again).__name__)
+            else:
+                log.error("auto-assignment: Redis refused a command (%s)", type(exc).__name__)
+        except Exception as exc:  # never let the loop die: log the type, back off, go on
+            log.error("auto-assignment: unexpected error (%s)", type(exc).__name__)
+        assigner._recheck_pending = True
+        try:
+            await asyncio.wait_for(stop.wait(), backoff)
+        except asyncio.TimeoutError:
+            pass
+        backoff = min(backoff * 2, 5.0)
 
 
 async def run_workflow(config: Config, pool: asyncpg.Pool, redis, stop: asyncio.Event, *,

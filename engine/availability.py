@@ -270,6 +270,9 @@ async def run_sweeper(presence: Presence, stop: asyncio.Event) -> None:
         except (*_REDIS_DOWN, *_PG_DOWN) as exc:
             log.warning("presence sweeper: backing store unavailable (%s)", type(exc).__name__)
             backoff = min(backoff * 2, 10.0)
+        except Exception as exc:  # never let the loop die: log the type, back off, go on
+            log.error("presence sweeper: unexpected error (%s)", type(exc).__name__)
+            backoff = min(backoff * 2, 10.0)
         try:
             await asyncio.wait_for(stop.wait(), backoff)
         except asyncio.TimeoutError:
@@ -375,6 +378,11 @@ class SocketPresence:
                 backoff = 0.2
             except _REDIS_DOWN as exc:
                 log.warning("presence writer: Redis unavailable (%s)", type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except Exception as exc:  # the changes stay queued; never let the writer die
+                log.error("presence writer: unexpected error (%s)", type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

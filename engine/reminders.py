@@ -148,6 +148,10 @@ class ReminderLoop:
                 log.warning("reminders: engine refused (%s); retrying", exc.code)
                 wait = backoff
                 backoff = min(backoff * 2, 10.0)
+            except Exception as exc:  # never let the loop die: log the type, back off, go on
+                log.error("reminders: unexpected error (%s)", type(exc).__name__)
+                wait = backoff
+                backoff = min(backoff * 2, 10.0)
             try:
                 await asyncio.wait_for(stop.wait(), wait)
             except asyncio.TimeoutError:

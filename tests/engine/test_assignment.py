@@ -386,3 +386,29 @@ async def test_an_entry_that_fails_for_good_is_skipped_and_the_shard_goes_on(mak
     after = await start(engine, tenant, 1)
     await until_idle(assigner)
     assert await assignee(engine, tenant, conv) is not None and await assignee(engine, tenant, after) is not None
+
+
+async def test_the_loop_recreates_a_consumer_group_redis_lost(make_assigner, engine, presence, db, tenant,
+                                                              redis_client):
+    await set_org(db, tenant.org, assignment_strategy="round_robin")
+    await online(db, presence, tenant.org, *tenant.agents)
+    assigner = await make_assigner()
+    for stream in assigner.streams:                     # Redis restarted without its data, say
+        await redis_client.xgroup_destroy(stream, assigner.group)
+    stop = asyncio.Event()
+    runner = asyncio.get_running_loop().create_task(run_assigner(assigner, stop))
+    try:
+        for _ in range(100):                            # until the group exists again
+            groups = await redis_client.xinfo_groups(assigner.streams[0])
+            if any(g["name"].decode() == assigner.group for g in groups):
+                break
+            await asyncio.sleep(0.05)
+        conv = await start(engine, tenant, 0)
+        for _ in range(100):
+            if await assignee(engine, tenant, conv):
+                break
+            await asyncio.sleep(0.05)
+        assert await assignee(engine, tenant, conv) in tenant.agents
+    finally:
+        stop.set()
+        await runner
