@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from bench.report import Timeline, add_report_arguments, distribution, finish, merge_timelines
 from bench.results import RunResult, environment, latency_summary, merge_encoded, new_histogram
 
 
@@ -34,7 +35,7 @@ class Params:
     agents: int = 3
     rate: float = 1000.0          # messages per second, all shoppers together
     duration: float = 30.0
-    settle: float = 2.0           # seconds without a new delivery that end a run
+    settle: float = 5.0           # seconds without a new delivery that end a run
     processes: int = 2
     body_bytes: int = 64
 
@@ -57,7 +58,7 @@ def add_arguments(p) -> None:
     p.add_argument("--gateways", type=int, default=1, help="gateway processes to start (sharing one port)")
     p.add_argument("--workers", type=int, default=1, help="engine worker processes to start")
     p.add_argument("--shards", type=int, default=16)
-    p.add_argument("--out", default="bench-results", help="folder for the JSON results")
+    add_report_arguments(p)          # --out, --compare, --no-plots
 
 
 # ---- one load-generator process ------------------------------------------------------------
@@ -78,6 +79,7 @@ async def _run_part(host: str, ports: list[int], plans: list[ClientPlan], p: Par
     from bench.client import connect
 
     hist = new_histogram()
+    timeline = Timeline(start_at)
     receivers: list[tuple[ClientPlan, Receiver]] = []
     acked: list[tuple[str, str, int]] = []          # (org, message id, shopper index in this part)
     errors: dict[str, int] = {}
@@ -101,7 +103,9 @@ async def _run_part(host: str, ports: list[int], plans: list[ClientPlan], p: Par
                 rcv.last[conv] = seq
                 sent_ns = (msg.get("meta") or {}).get("t")
                 if sent_ns:
-                    hist.record_value(max(1, (time.time_ns() - sent_ns) // 1000))
+                    now_ns = time.time_ns()
+                    hist.record_value(max(1, (now_ns - sent_ns) // 1000))
+                    timeline.record(now_ns / 1e9, (now_ns - sent_ns) // 1000)
                 counters["delivered"] += 1
             elif t == "ack" or t == "ready":
                 w = waiters.pop(frame.get("ref"), None)
@@ -198,6 +202,7 @@ async def _run_part(host: str, ports: list[int], plans: list[ClientPlan], p: Par
         sock.close()
     return {
         "sent": counters["sent"], "acked": acked, "errors": errors, "histogram": hist.encode(),
+        "timeline": timeline.encode(),
         "receivers": [(plan.kind, plan.org, plan.subject, rcv.ids, rcv.dups, rcv.ooo) for plan, rcv in receivers],
         "shoppers": {i: plans[i].subject for i, _, _, _ in shopper_states},
     }
@@ -292,6 +297,8 @@ def aggregate(p: Params, parts) -> RunResult:
         result.out_of_order += ooo
     hist = merge_encoded([part["histogram"] for part in parts])
     result.latency = latency_summary(hist)
+    result.latency_distribution = distribution(hist)
+    result.timeline = merge_timelines([part.get("timeline") for part in parts])
     result.duration_s = p.duration
     result.deliveries_per_s = round(result.delivered / p.duration, 1) if p.duration else 0.0
     return result
@@ -314,7 +321,4 @@ def main(args) -> int:
     finally:
         services.stop()
         servers.stop()
-    path = result.write(args.out)
-    print(result.table())
-    print(f"  results written to {path}")
-    return 0 if result.ok() else 1
+    return finish(result, args)
