@@ -51,6 +51,9 @@ class RunResult:
     deliveries_per_s: float = 0.0
     latency: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)          # scenario-specific numbers (bench/report.py compares them)
+    timeline: list = field(default_factory=list)         # per second: count, p50/p99/max ms (bench/report.py)
+    latency_distribution: list = field(default_factory=list)   # [percentile, ms] pairs
 
     def ok(self) -> bool:
         return self.lost == 0 and self.duplicated == 0 and self.out_of_order == 0 and self.acked == self.sent

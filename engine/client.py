@@ -59,7 +59,13 @@ def create_redis(config: Config, **kw):
         from redis.asyncio.cluster import RedisCluster
 
         return RedisCluster.from_url(config.redis.url, **kw)
-    return aioredis.Redis.from_url(config.redis.url, max_connections=config.redis.max_connections, **kw)
+    if kw.get("single_connection_client"):
+        return aioredis.Redis.from_url(config.redis.url, **kw)
+    # Blocking pool: under a burst (a connection storm authenticating thousands of sockets) a
+    # caller waits for a free connection instead of failing with "Too many connections".
+    pool = aioredis.BlockingConnectionPool.from_url(config.redis.url, max_connections=config.redis.max_connections,
+                                                    timeout=10, **kw)
+    return aioredis.Redis.from_pool(pool)
 
 
 @dataclass(frozen=True, slots=True)
