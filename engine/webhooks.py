@@ -53,7 +53,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from convot.config import Config
 from convot.crypto import CryptoError, Encryptor, row_aad
-from convot.db import scoped
+from convot.db import scoped, set_scope
 from engine import keys
 
 log = logging.getLogger("convot.engine.webhooks")
@@ -451,9 +451,13 @@ class StreamDispatcher:
             for ev in events_from_entry(self.streams[stream], entry_id, fields or {}):
                 by_org.setdefault(ev.org_id, []).append(ev)
         count = 0
-        for org, events in by_org.items():
-            async with scoped(self.pool, org_id=org) as conn:
-                count += await enqueue(conn, org, events)
+        if by_org:
+            # one transaction for the batch; the row-level-security scope switches per organisation
+            async with self.pool.acquire() as conn:
+                async with conn.transaction():
+                    for org, events in by_org.items():
+                        await set_scope(conn, org_id=org)
+                        count += await enqueue(conn, org, events)
         # committed: now the entries may be forgotten
         pipe = self.redis.pipeline(transaction=False)
         by_stream: dict[str, list] = {}
@@ -485,14 +489,17 @@ class Claimed:
 
 
 _CLAIM = """
-WITH ranked AS (
-    SELECT d.id, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at) AS n
-    FROM webhook_deliveries d
+WITH room AS (
+    -- free slots of the endpoints with deliveries in flight in this process ($3 for the others)
+    SELECT * FROM unnest($4::uuid[], $6::int[]) AS r(webhook_id, free)
+), ranked AS (
+    SELECT d.id, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at) AS n,
+           COALESCE(room.free, $3) AS free
+    FROM webhook_deliveries d LEFT JOIN room ON room.webhook_id = d.webhook_id
     WHERE d.org_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
-      AND NOT (d.webhook_id = ANY($4::uuid[]))
 ), picked AS (
     SELECT d.id FROM webhook_deliveries d JOIN ranked r ON r.id = d.id
-    WHERE r.n <= $3 AND d.status = 'pending' AND d.next_attempt_at <= now()
+    WHERE r.n <= r.free AND d.status = 'pending' AND d.next_attempt_at <= now()
     ORDER BY d.next_attempt_at LIMIT $2
     FOR UPDATE OF d SKIP LOCKED
 )
@@ -566,8 +573,10 @@ class DeliveryLoop:
     def inflight(self, webhook_id) -> int:
         return self._inflight.get(webhook_id, 0)
 
-    def _full(self) -> list[uuid.UUID]:
-        return [wid for wid, n in self._inflight.items() if n >= self.w.per_endpoint]
+    def _room(self) -> tuple[list[uuid.UUID], list[int]]:
+        """Endpoints with deliveries in flight and how many more each may take."""
+        ids = list(self._inflight)
+        return ids, [max(0, self.w.per_endpoint - self._inflight[w]) for w in ids]
 
     async def poll(self) -> int:
         """Claim what is due (within free capacity) and start sending it; returns how many."""
@@ -580,9 +589,10 @@ class DeliveryLoop:
         for org in orgs:
             if free <= 0:
                 break
+            busy, room = self._room()
             async with scoped(self.pool, org_id=org) as conn:
-                rows = await conn.fetch(_CLAIM, org, free, self.w.per_endpoint, self._full(),
-                                        float(self.w.timeout + LEASE_MARGIN))
+                rows = await conn.fetch(_CLAIM, org, free, self.w.per_endpoint, busy,
+                                        float(self.w.timeout + LEASE_MARGIN), room)
             for row in rows:
                 claimed = Claimed(**dict(row))
                 self._inflight[claimed.webhook_id] = self._inflight.get(claimed.webhook_id, 0) + 1
