@@ -112,7 +112,9 @@ class FakeConvot:
         self.gateway_up = True
         self.swallow_acks = 0                              # store the next n sends but close before acking
         self.max_chars = 8000                              # gateway.max_message_chars
+        self.max_frame_bytes = 65536                       # gateway.max_frame_bytes
         self.rate_limit_sends = 0                          # drop the next n sends with an unref'd rate_limited
+        self.revoked: set[str] = set()                     # contacts whose sockets close 4403 at authenticate
         self.idempotency: dict[tuple, tuple[str, dict]] = {}
         self.widget_gate: asyncio.Event | None = None      # set: widget.js is held until it is set
         self.session_error: tuple[int, str] | None = None
@@ -325,12 +327,16 @@ class FakeConvot:
             if found[1] <= time.time():
                 await sock.ws.close(code=4401, message=b"auth_failed:expired")
                 return
+            if found[0] in self.revoked:
+                await sock.ws.close(code=4403, message=b"access_revoked")
+                return
             sock.contact_id, sock.token = found
             sock.token = f["token"]
             self._expire_at(sock, found[1])
             await self._send(sock, {"type": "ready", "ref": ref, "connection_id": sock.id, "org_id": "org",
                                     "role": "shopper", "subject": sock.contact_id, "expires_at": found[1],
-                                    "server_time": int(time.time() * 1000), "limits": {"max_message_chars": 8000}})
+                                    "server_time": int(time.time() * 1000),
+                                    "limits": {"max_message_chars": self.max_chars, "max_frame_bytes": self.max_frame_bytes}})
             return
         handler = getattr(self, "_on_" + str(kind).replace(".", "_"), None)
         if handler is None:

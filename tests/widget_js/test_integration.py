@@ -114,8 +114,11 @@ async def agent_socket(stack, db):
         await sock.close()
 
 
-async def _demo_shop(context, stack):
+async def _demo_shop(context, stack, sent: list | None = None):
+    """The demo shop with the widget up; ``sent`` collects the frames the widget sends."""
     page = await context.new_page()
+    if sent is not None:
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(json.loads(payload))))
     await page.goto(stack.api + "/demo")
     frame = await widget_frame(page)
     await frame.wait_for_function("document.querySelector('.presence').textContent !== ''")
@@ -123,7 +126,8 @@ async def _demo_shop(context, stack):
 
 
 async def test_conversation_and_gateway_restart_against_the_real_services(context, stack, agent_socket):
-    page, frame = await _demo_shop(context, stack)
+    sent = []
+    page, frame = await _demo_shop(context, stack, sent)
     agent = await agent_socket()
     await open_panel(frame)
     first = f"Hello from the widget {uuid.uuid4().hex[:6]}"
@@ -142,6 +146,11 @@ async def test_conversation_and_gateway_restart_against_the_real_services(contex
     await agent.wait(lambda f: f["type"] == "read" and f["reader"]["kind"] == "contact" and f["seq"] == 2)
     await agent.send({"type": "read", "conversation_id": conv, "seq": 1})
     await frame.wait_for_selector(".me .meta:has-text('Seen')")
+    # A private note takes seq 3: the shopper never sees it, and the hole is not a loss.
+    note = "internal: VIP, refund approved"
+    await agent.send({"type": "send", "conversation_id": conv, "client_msg_id": "a-n", "body": note,
+                      "kind": "note", "ref": "a-n"})
+    await agent.wait(lambda f: f["type"] == "ack" and f["ref"] == "a-n")
     await frame.type("#cv-input", "typing", delay=10)
     await agent.wait(lambda f: f["type"] == "typing" and f["author"]["kind"] == "contact" and f["active"])
     await frame.fill("#cv-input", "")
@@ -162,9 +171,12 @@ async def test_conversation_and_gateway_restart_against_the_real_services(contex
     await agent2.send({"type": "history", "conversation_id": conv, "limit": 50, "ref": "h"})
     history = await agent2.wait(lambda f: f["type"] == "history" and f["ref"] == "h")
     bodies = [m["body"] for m in history["messages"]]
-    assert bodies == [first, hostile, offline, "after"]            # once, in order
-    assert [m["seq"] for m in history["messages"]] == [1, 2, 3, 4]
-    assert await bubbles(frame) == bodies
+    assert bodies == [first, hostile, note, offline, "after"]      # once each, in order
+    assert [m["seq"] for m in history["messages"]] == [1, 2, 3, 4, 5]
+    assert await bubbles(frame) == [first, hostile, offline, "after"]
+    # One resume, after the restart, from the highest seq the shopper received (2: the note's
+    # seq 3 never reaches it, and that hole is not treated as a loss).
+    assert [f["conversations"] for f in sent if f["type"] == "resume"] == [{conv: 2}]
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-/*! Convot widget ea5471bbaf49 */
+/*! Convot widget 097daa68699a */
 (function(window,document){"use strict";
 var CSS_TEXT="*{box-sizing:border-box;margin:0;padding:0}html,body{height:100%;background:transparent;color-scheme:normal;overflow:hidden}body{font:14px/1.45 system-ui,-apple-system,\"Segoe UI\",Roboto,\"Helvetica Neue\",Arial,\"Noto Sans\",sans-serif;color:#1b1c1f;-webkit-font-smoothing:antialiased;-webkit-text-size-adjust:100%}button,textarea,input{font:inherit;color:inherit}button{cursor:pointer;background:none;border:0}svg{display:block;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round}[hidden]{display:none!important}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}:focus{outline:none}:focus-visible{outline:2px solid #1b1c1f;outline-offset:2px;box-shadow:0 0 0 4px #fff}.launcher{position:absolute;right:16px;bottom:16px;width:56px;height:56px;border-radius:50%;background:var(--c);color:var(--t);box-shadow:0 2px 8px rgba(0,0,0,.22);display:flex;align-items:center;justify-content:center;border:1px solid transparent;transition:transform .15s}.launcher:hover{transform:scale(1.05)}.launcher svg{width:26px;height:26px}.launcher:focus-visible{outline:3px solid #1b1c1f;outline-offset:2px;box-shadow:0 0 0 2px #fff,0 2px 8px rgba(0,0,0,.22)}.badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 6px;border-radius:10px;background:#d92d20;color:#fff;font-size:12px;font-weight:700;line-height:20px;text-align:center;box-shadow:0 0 0 2px #fff}.panel{position:absolute;left:16px;right:16px;top:16px;bottom:84px;display:flex;flex-direction:column;background:#fff;border-radius:16px;box-shadow:0 1px 4px rgba(0,0,0,.1),0 10px 24px -8px rgba(0,0,0,.3);overflow:hidden;border:1px solid transparent;animation:cv-in .18s ease-out}@keyframes cv-in{from{opacity:0;transform:translateY(8px)}}.full .panel{inset:0;border-radius:0;box-shadow:none}.full.open .launcher{display:none}.head{display:flex;align-items:center;gap:10px;padding:14px 12px 14px 16px;background:var(--c);color:var(--t);flex:none}.head h2{font-size:16px;font-weight:650;line-height:1.25;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.titles{flex:1;min-width:0}.presence{font-size:12.5px;opacity:.92;display:flex;align-items:center;gap:6px}.presence:before{content:\"\";width:8px;height:8px;border-radius:50%;background:#98a2b3;box-shadow:0 0 0 1.5px var(--t)}.presence.on:before{background:#12b76a}.faces{display:flex;flex:none}.faces .av{width:32px;height:32px;font-size:12px;box-shadow:0 0 0 2px var(--c)}.faces .av+.av{margin-left:-3px}.close{width:36px;height:36px;border-radius:8px;display:flex;align-items:center;justify-content:center;flex:none;color:var(--t)}.close:hover{background:rgba(127,127,127,.2)}.close svg{width:20px;height:20px}.banner{flex:none;padding:6px 12px;font-size:12.5px;text-align:center;background:#fef0c7;color:#7a2e0e}.banner.bad{background:#fee4e2;color:#912018}.log{flex:1;overflow-y:auto;padding:16px 14px 8px;display:flex;flex-direction:column;gap:2px;overscroll-behavior:contain}.greet{align-self:flex-start;max-width:85%;padding:10px 12px;margin-bottom:10px;background:#f2f4f7;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;border:1px solid transparent}.day{align-self:center;margin:10px 0 6px;font-size:12px;color:#667085}.msg{display:flex;flex-direction:column;max-width:85%;margin-top:6px}.msg.cont{margin-top:0}.them{align-self:flex-start;align-items:flex-start}.me{align-self:flex-end;align-items:flex-end}.who{display:flex;align-items:center;gap:6px;font-size:12px;color:#475467;margin:0 0 3px 2px}.who .av{width:20px;height:20px;font-size:10px}.bubble{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;border:1px solid transparent}.them .bubble{background:#f2f4f7;border-bottom-left-radius:4px}.me .bubble{background:var(--c);color:var(--t);border-bottom-right-radius:4px}.activity{align-self:center;max-width:90%;font-size:12.5px;color:#667085;text-align:center;margin:8px 0}.deleted .bubble{font-style:italic;opacity:.7}.meta{font-size:11.5px;color:#667085;margin:2px 4px 0;min-height:0}.meta:empty{display:none}.failed .meta{color:#b42318}.retry{color:#b42318;text-decoration:underline;font-size:inherit;padding:0 2px}.bubble a{color:inherit;text-decoration:underline}.av{display:inline-flex;align-items:center;justify-content:center;border-radius:50%;background:#d0d5dd;color:#344054;font-weight:600;overflow:hidden;flex:none}.av img{width:100%;height:100%;object-fit:cover}.typing{flex:none;min-height:22px;padding:0 16px 2px;font-size:12.5px;color:#475467;display:flex;align-items:center;gap:6px}.dots{display:inline-flex;gap:3px}.dots i{width:5px;height:5px;border-radius:50%;background:#98a2b3;animation:cv-dot 1.2s infinite}.dots i:nth-child(2){animation-delay:.2s}.dots i:nth-child(3){animation-delay:.4s}@keyframes cv-dot{0%,60%,100%{opacity:.3}30%{opacity:1}}.email{flex:none;margin:0 12px 8px;padding:10px 12px;border:1px solid #eaecf0;border-radius:12px;background:#f9fafb}.email label{display:block;font-size:12.5px;color:#344054;margin-bottom:6px}.email div{display:flex;gap:6px}.email input{flex:1;min-width:0;height:36px;padding:0 10px;border:1px solid #d0d5dd;border-radius:8px;background:#fff}.email button{height:36px;padding:0 12px;border-radius:8px;background:var(--c);color:var(--t);font-weight:600;border:1px solid transparent}.email .err{color:#b42318;font-size:12px;margin-top:4px}.compose{flex:none;display:flex;align-items:flex-end;gap:8px;padding:10px 12px 12px;border-top:1px solid #eaecf0}.compose textarea{flex:1;min-width:0;resize:none;border:1px solid #d0d5dd;border-radius:10px;padding:8px 10px;max-height:120px;line-height:1.4;background:#fff}.compose textarea:focus-visible,.email input:focus-visible{outline:none;border-color:#475467;box-shadow:0 0 0 1px #475467}.send{width:38px;height:38px;border-radius:10px;background:var(--c);color:var(--t);display:flex;align-items:center;justify-content:center;flex:none;border:1px solid transparent}.send:disabled{opacity:.45;cursor:default}.send svg{width:18px;height:18px}@media (max-width:520px){.compose textarea,.email input{font-size:16px}}@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important}}@media (forced-colors:active){.launcher,.send,.email button{border-color:ButtonText}.badge{border:1px solid}}";
 var HEX_COLOUR = /^#(?:[0-9a-fA-F]{3}){1,2}$/;
@@ -34,6 +34,10 @@ c.getRandomValues(b);
 var s = "";
 for (var i = 0; i < 16; i++) s += (b[i] + 256).toString(16).slice(1);
 return s;
+}
+function frameBytes(frame) {
+var text = JSON.stringify(frame);
+return typeof TextEncoder !== "undefined" ? new TextEncoder().encode(text).length : text.length * 3;
 }
 function initials(name) {
 var parts = String(name || "").trim().split(/\s+/).filter(Boolean);
@@ -148,16 +152,12 @@ this.readSeq = readSeq || 0;      // the shopper has read up to here
 this.seenSeq = 0;                 // an agent has read the shopper's messages up to here
 this.status = null;
 };
-Thread.prototype.floorAt = function (seq) {
-if (seq <= this.lastSeq) return;
-this.lastSeq = seq;
-while (this.items[this.lastSeq + 1]) this.lastSeq++;
-};
 Thread.prototype.lowestSeq = function () {
 return this.seqs.length ? this.seqs[0] : 0;
 };
-Thread.prototype.add = function (m) {
+Thread.prototype.add = function (m, received) {
 if (!(m.seq > 0)) return "dup";
+if (received && m.seq > this.lastSeq) this.lastSeq = m.seq;
 var old = this.items[m.seq];
 if (old) {
 if (m.deleted && !old.deleted) {
@@ -172,8 +172,7 @@ while (i > 0 && this.seqs[i - 1] > m.seq) i--;
 this.seqs.splice(i, 0, m.seq);
 if (m.seq > this.maxSeq) this.maxSeq = m.seq;
 if (m.cid) this.dropOutbox(m.cid);
-while (this.items[this.lastSeq + 1]) this.lastSeq++;
-return this.maxSeq > this.lastSeq ? "gap" : "new";
+return "new";
 };
 Thread.prototype.markDeleted = function (seq) {
 var m = this.items[seq];
@@ -688,7 +687,6 @@ var ANSWER_TIMEOUT_MS = 15000;      // a request without any frame back: the soc
 var IDLE_PING_MS = 25000;
 var TYPING_EVERY_MS = 2500;
 var TYPING_SHOWN_MS = 6000;
-var GAP_WAIT_MS = 1500;
 var STABLE_MS = 10000;
 var HISTORY_PAGE = 50;
 function Widget(win, config) {
@@ -722,6 +720,7 @@ this.unread = 0;
 this.typingSentAt = 0;
 this.sessionInFlight = null;
 this.generation = 0;              // bumped by reset(): answers of older requests are dropped
+this.maxFrameBytes = 65536;       // gateway.max_frame_bytes, from ready
 this.ui = new UI(win, {
 side: config.position,
 on: {
@@ -1142,17 +1141,20 @@ this.thread.requeue();
 this.resuming = false;
 this.historyPending = false;
 var stable = this.state === STATE.OPEN && Date.now() - this.openedAt > STABLE_MS;
-var action = closeAction(code, reason);
-if (action.then === "stop" || action.then === "reauth" && this.reauthed) {
-this.stop("closed_" + code);
+var action = closeAction(code);
+if (stable) {
+this.attempt = 0;
+this.reauthed = false;
+}
+if (action.terminal && this.reauthed) {
+this.stop("closed_" + code + (reason ? ":" + reason : ""));
 return;
 }
-if (stable) this.attempt = 0;
 this.state = STATE.WAITING;
 this.showConnection();
 var delay = Math.max(action.wait, backoffDelay(this.attempt++));
 if (action.then === "reauth") {
-this.reauthed = true;
+if (action.terminal) this.reauthed = true;
 this.timer("retry", delay, function () { self.refreshSession().catch(function () {}); });
 } else {
 this.timer("retry", delay, function () { self.connect(); });
@@ -1182,7 +1184,6 @@ this.timer("answer");
 this.state = STATE.OPEN;
 this.openedAt = Date.now();
 this.everOpen = true;
-this.reauthed = false;
 this.showConnection();
 this.alive();
 this.load();
@@ -1230,14 +1231,13 @@ this.readDirty = false;
 this.ui.clear();
 for (var k = 0; k < outbox.length; k++) this.ui.upsert(this.thread.view(outbox[k]));
 this.setUnread();
-this.timer("gap");
 if (this.state === STATE.OPEN && !created) this.load();
 };
-Widget.prototype.addMessage = function (raw, batch) {
+Widget.prototype.addMessage = function (raw, batch, received) {
 var m = normaliseMessage(raw, this.agents, this.appName);
 if (!m || m.type === "note") return;
 var t = this.thread;
-var result = t.add(m);
+var result = t.add(m, received);
 if (result === "dup") return;
 this.ui.upsert(t.view(t.items[m.seq]), !batch);
 if (!m.mine && m.type !== "activity") {
@@ -1248,16 +1248,9 @@ if (batch) return;
 this.afterMessages();
 };
 Widget.prototype.afterMessages = function () {
-var self = this;
-var t = this.thread;
 this.setUnread();
 this.markRead();
 this.showEmailPrompt();
-if (t.maxSeq > t.lastSeq && !this.historyPending) {
-if (!this.timers.gap) this.timer("gap", GAP_WAIT_MS, function () { if (t === self.thread && t.maxSeq > t.lastSeq) self.resume(); });
-} else {
-this.timer("gap");
-}
 };
 Widget.prototype.refreshOwn = function () {
 var t = this.thread;
@@ -1281,6 +1274,10 @@ fresh = true;
 }
 var frame = { type: "send", client_msg_id: item.cid, body: item.body, ref: item.cid };
 if (item.to) frame.conversation_id = item.to;
+if (frameBytes(frame) > this.maxFrameBytes) {
+this.sendFailed(item, "message_too_long");
+continue;
+}
 if (!this.rawSend(frame)) break;
 item.status = "sending";
 item.sentAt = Date.now();
@@ -1402,14 +1399,10 @@ var list = [];
 for (var id in this.agents) if (!this.agents[id].hidden) list.push(this.agents[id]);
 this.ui.setTeam(this.online, list);
 };
-function closeAction(code, reason) {
-if (code >= 4400 && code <= 4499) {
-return code === 4401 && /^auth_failed:(expired|not_yet_valid)$/.test(reason || "") ? { then: "reauth", wait: 0 } : { then: "stop" };
-}
-if (code === 4003 || code === 4007) return { then: "reauth", wait: 0 };
-if (code === 4006) return { then: "reconnect", wait: 5000 };
-if (code === 1009 || code === 1002 || code === 1003 || code === 1007 || code === 1008) return { then: "stop" };
-return { then: "reconnect", wait: 0 };
+function closeAction(code) {
+if (code >= 4400 && code <= 4499) return { then: "reauth", terminal: true, wait: 0 };
+if (code === 4003 || code === 4007) return { then: "reauth", terminal: false, wait: 0 };
+return { then: "reconnect", terminal: false, wait: code === 4006 ? 5000 : 0 };
 }
 var SEND_RETRY = { rate_limited: 2000, unavailable: 0, internal: 0 };
 var SEND_FAILED = {
@@ -1439,8 +1432,9 @@ deleted: !!raw.deleted
 var H = Widget.prototype.handlers;
 H.ready = function (f) {
 if (typeof f.server_time === "number") this.clockSkew = f.server_time - Date.now();
-var max = f.limits && f.limits.max_message_chars;
-if (typeof max === "number" && max > 0) this.ui.setMaxLength(max);
+var limits = f.limits || {};
+if (typeof limits.max_message_chars === "number" && limits.max_message_chars > 0) this.ui.setMaxLength(limits.max_message_chars);
+if (typeof limits.max_frame_bytes === "number" && limits.max_frame_bytes > 0) this.maxFrameBytes = limits.max_frame_bytes;
 this.authenticated();
 };
 H.ack = function (f) {
@@ -1451,7 +1445,7 @@ var t = this.thread;
 t.dropOutbox(item.cid);
 this.saveOutbox();
 this.addMessage({ conversation_id: t.id, seq: f.seq, id: f.id, client_msg_id: item.cid, type: "incoming",
-author_kind: "contact", author_id: this.contactId, body: item.body, created_at: f.created_at });
+author_kind: "contact", author_id: this.contactId, body: item.body, created_at: f.created_at }, false, false);
 this.armAckTimer();
 this.flush();
 };
@@ -1460,19 +1454,17 @@ var m = f.message;
 if (!m || typeof m !== "object") return;
 if (!this.thread.id && m.conversation_id && m.type !== "note") this.adopt(m.conversation_id);
 if (m.conversation_id !== this.thread.id) return;
-this.addMessage(m);
+this.addMessage(m, false, true);
 };
 H.history = function (f) {
 if (f.conversation_id !== this.thread.id) return;
 var list = f.messages || [];
-var first = list.length && typeof list[0].seq === "number" ? list[0].seq : 0;
 this.historyMore = !!f.more;
 this.historyPending = false;
-if (first) this.thread.floorAt(first - 1);
 var keep = this.ui.keepScroll();
 var t = this.thread;
 for (var i = 0; i < list.length; i++) {
-this.addMessage(list[i], true);
+this.addMessage(list[i], true, true);
 if (list[i].author_kind === "contact" && list[i].seq > t.readSeq) t.readSeq = list[i].seq;
 }
 keep();
@@ -1486,7 +1478,7 @@ if (f.not_found && f.not_found.indexOf(id) >= 0) {
 this.adopt(null);
 return;
 }
-if ((f.incomplete && f.incomplete.indexOf(id) >= 0) || this.thread.maxSeq > this.thread.lastSeq) this.resume();
+if (f.incomplete && f.incomplete.indexOf(id) >= 0) this.adopt(id);
 };
 H.typing = function (f) {
 if (f.conversation_id !== this.thread.id || !f.author || f.author.kind !== "member") return;

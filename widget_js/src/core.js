@@ -1,6 +1,6 @@
 // The widget's decisions as pure functions and one small class, driven by tests without a
 // network: what a close code means, how long to back off, how identify calls combine, and the
-// conversation thread (ordering, de-duplication, gaps, outbox, unread count).
+// conversation thread (ordering, de-duplication, resume point, outbox, unread count).
 
 var BACKOFF_BASE_MS = 800;
 var BACKOFF_CAP_MS = 30000;
@@ -83,7 +83,11 @@ function refreshDelay(lifetime) {
 // One conversation as the shopper sees it.
 //   items:   seq -> message (normalised: seq, id, cid, type, mine, author_id, author,
 //            avatar, body, at, deleted)
-//   lastSeq: highest seq below which nothing is missing — what resume asks from
+//   lastSeq: highest seq *received* from the gateway (message, history, resume replay) —
+//            what resume asks from. Gaps below it are normal for a shopper (private notes
+//            take sequence numbers too, docs/protocol.md), and a seq known only from our own
+//            ack does not count: the fan-out of an earlier message may still be on its way.
+//   maxSeq:  highest seq known at all (acks included) — how far the shopper has read
 //   outbox:  messages not yet acknowledged, in the order typed; each keeps its client id
 //            for every retry, so the server stores it once
 function Thread() {
@@ -102,25 +106,18 @@ Thread.prototype.reset = function (id, readSeq) {
   this.status = null;
 };
 
-// History loads the latest page only: what is older than its first message is not a gap.
-Thread.prototype.floorAt = function (seq) {
-  if (seq <= this.lastSeq) return;
-  this.lastSeq = seq;
-  while (this.items[this.lastSeq + 1]) this.lastSeq++;
-};
-
 Thread.prototype.lowestSeq = function () {
   return this.seqs.length ? this.seqs[0] : 0;
 };
 
-// Adds a message event. Returns "dup" (already had it), "new", or "gap" (new, but messages
-// before it are missing: the caller asks the server to resume from lastSeq).
-Thread.prototype.add = function (m) {
+// Adds a message; `received`: it came from the gateway as a message (not from our ack).
+// Returns "new", "dup" (already had it) or "updated" (a tombstone of a message we had).
+Thread.prototype.add = function (m, received) {
   if (!(m.seq > 0)) return "dup";
+  if (received && m.seq > this.lastSeq) this.lastSeq = m.seq;
   var old = this.items[m.seq];
   if (old) {
-    // Same message seen again (echo of our own send, resume overlap): keep one copy, take the
-    // server's fields over the optimistic ones.
+    // Same message seen again (fan-out of our own acknowledged send, resume overlap): one copy.
     if (m.deleted && !old.deleted) {
       old.deleted = true;
       return "updated";
@@ -133,8 +130,7 @@ Thread.prototype.add = function (m) {
   this.seqs.splice(i, 0, m.seq);
   if (m.seq > this.maxSeq) this.maxSeq = m.seq;
   if (m.cid) this.dropOutbox(m.cid);
-  while (this.items[this.lastSeq + 1]) this.lastSeq++;
-  return this.maxSeq > this.lastSeq ? "gap" : "new";
+  return "new";
 };
 
 Thread.prototype.markDeleted = function (seq) {

@@ -1,22 +1,17 @@
 // The websocket protocol as the widget speaks it (docs/protocol.md): what a close code tells
 // the widget to do, the wire shape of a message, and one handler per server frame type.
 
-// Close codes (docs/protocol.md):
-//   4000-4099 reconnect with backoff; 4003 token_expired and 4007 reauthenticate need a fresh
-//             token first; 4006 flood waits at least 5 s
-//   4400-4499 terminal: the same credentials will fail again — the widget stops, except when
-//             a token was refused only because it expired (the page slept through the
-//             refresh): then one fresh session is worth it
-//   1000-1015 standard: 1001 going away, 1006 abnormal, 1011/1012/1013 server trouble or
-//             restart are transient; 1009 (frame too big) is a bug on our side: stop
-function closeAction(code, reason) {
-  if (code >= 4400 && code <= 4499) {
-    return code === 4401 && /^auth_failed:(expired|not_yet_valid)$/.test(reason || "") ? { then: "reauth", wait: 0 } : { then: "stop" };
-  }
-  if (code === 4003 || code === 4007) return { then: "reauth", wait: 0 };
-  if (code === 4006) return { then: "reconnect", wait: 5000 };
-  if (code === 1009 || code === 1002 || code === 1003 || code === 1007 || code === 1008) return { then: "stop" };
-  return { then: "reconnect", wait: 0 };
+// Close codes (docs/protocol.md, "Close codes"):
+//   4000-4099 reconnect with backoff and jitter, then resume; 4003 token_expired and 4007
+//             reauthenticate need a fresh token first; 4006 flood waits at least 5 s
+//   4400-4499 terminal: the same credentials fail again. A new token from the admin API, at
+//             most once; refused again, the widget stops and says so
+//   anything else (1001, 1006, 1011, 1012, 1013, ...; 1009 after a frame too big, which the
+//             widget never resends) reconnects with backoff
+function closeAction(code) {
+  if (code >= 4400 && code <= 4499) return { then: "reauth", terminal: true, wait: 0 };
+  if (code === 4003 || code === 4007) return { then: "reauth", terminal: false, wait: 0 };
+  return { then: "reconnect", terminal: false, wait: code === 4006 ? 5000 : 0 };
 }
 
 // Error codes that answer a send (error frame whose ref is the client_msg_id).
@@ -52,8 +47,9 @@ var H = Widget.prototype.handlers;
 
 H.ready = function (f) {
   if (typeof f.server_time === "number") this.clockSkew = f.server_time - Date.now();
-  var max = f.limits && f.limits.max_message_chars;
-  if (typeof max === "number" && max > 0) this.ui.setMaxLength(max);
+  var limits = f.limits || {};
+  if (typeof limits.max_message_chars === "number" && limits.max_message_chars > 0) this.ui.setMaxLength(limits.max_message_chars);
+  if (typeof limits.max_frame_bytes === "number" && limits.max_frame_bytes > 0) this.maxFrameBytes = limits.max_frame_bytes;
   this.authenticated();
 };
 
@@ -67,7 +63,7 @@ H.ack = function (f) {
   t.dropOutbox(item.cid);
   this.saveOutbox();
   this.addMessage({ conversation_id: t.id, seq: f.seq, id: f.id, client_msg_id: item.cid, type: "incoming",
-                    author_kind: "contact", author_id: this.contactId, body: item.body, created_at: f.created_at });
+                    author_kind: "contact", author_id: this.contactId, body: item.body, created_at: f.created_at }, false, false);
   this.armAckTimer();
   // The conversation exists now: what waited for its id can go.
   this.flush();
@@ -78,20 +74,18 @@ H.message = function (f) {
   if (!m || typeof m !== "object") return;
   if (!this.thread.id && m.conversation_id && m.type !== "note") this.adopt(m.conversation_id);
   if (m.conversation_id !== this.thread.id) return;
-  this.addMessage(m);
+  this.addMessage(m, false, true);
 };
 
 H.history = function (f) {
   if (f.conversation_id !== this.thread.id) return;
   var list = f.messages || [];
-  var first = list.length && typeof list[0].seq === "number" ? list[0].seq : 0;
   this.historyMore = !!f.more;
   this.historyPending = false;
-  if (first) this.thread.floorAt(first - 1);
   var keep = this.ui.keepScroll();
   var t = this.thread;
   for (var i = 0; i < list.length; i++) {
-    this.addMessage(list[i], true);
+    this.addMessage(list[i], true, true);
     // Whoever wrote a message has seen everything before it (a new device knows no more).
     if (list[i].author_kind === "contact" && list[i].seq > t.readSeq) t.readSeq = list[i].seq;
   }
@@ -108,7 +102,8 @@ H.resumed = function (f) {
     this.adopt(null);
     return;
   }
-  if ((f.incomplete && f.incomplete.indexOf(id) >= 0) || this.thread.maxSeq > this.thread.lastSeq) this.resume();
+  // Missed more than the gateway replays (docs/protocol.md): show the latest page instead.
+  if (f.incomplete && f.incomplete.indexOf(id) >= 0) this.adopt(id);
 };
 
 H.typing = function (f) {

@@ -44,6 +44,12 @@ function randomId() {
   return s;
 }
 
+// Size of a frame on the wire (UTF-8).
+function frameBytes(frame) {
+  var text = JSON.stringify(frame);
+  return typeof TextEncoder !== "undefined" ? new TextEncoder().encode(text).length : text.length * 3;
+}
+
 function initials(name) {
   var parts = String(name || "").trim().split(/\s+/).filter(Boolean);
   if (!parts.length) return "?";

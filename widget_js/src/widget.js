@@ -7,7 +7,6 @@ var ANSWER_TIMEOUT_MS = 15000;      // a request without any frame back: the soc
 var IDLE_PING_MS = 25000;
 var TYPING_EVERY_MS = 2500;
 var TYPING_SHOWN_MS = 6000;
-var GAP_WAIT_MS = 1500;
 var STABLE_MS = 10000;
 var HISTORY_PAGE = 50;
 
@@ -42,6 +41,7 @@ function Widget(win, config) {
   this.typingSentAt = 0;
   this.sessionInFlight = null;
   this.generation = 0;              // bumped by reset(): answers of older requests are dropped
+  this.maxFrameBytes = 65536;       // gateway.max_frame_bytes, from ready
   this.ui = new UI(win, {
     side: config.position,
     on: {
@@ -529,18 +529,22 @@ Widget.prototype.closed = function (code, reason) {
   // Backoff starts over only after a connection that held for a while: a gateway that
   // accepts and then drops every socket must not be hammered.
   var stable = this.state === STATE.OPEN && Date.now() - this.openedAt > STABLE_MS;
-  var action = closeAction(code, reason);
-  if (action.then === "stop" || action.then === "reauth" && this.reauthed) {
-    this.stop("closed_" + code);
+  var action = closeAction(code);
+  if (stable) {
+    this.attempt = 0;
+    this.reauthed = false;
+  }
+  if (action.terminal && this.reauthed) {
+    this.stop("closed_" + code + (reason ? ":" + reason : ""));
     return;
   }
-  if (stable) this.attempt = 0;
   this.state = STATE.WAITING;
   this.showConnection();
   var delay = Math.max(action.wait, backoffDelay(this.attempt++));
   if (action.then === "reauth") {
-    // The token was refused (expired, role changed): a new session first, then a new socket.
-    this.reauthed = true;
+    // A fresh token first (expired, revoked, refused), then a new socket. After a terminal
+    // close this happens once; the next terminal close stops the widget.
+    if (action.terminal) this.reauthed = true;
     this.timer("retry", delay, function () { self.refreshSession().catch(function () {}); });
   } else {
     this.timer("retry", delay, function () { self.connect(); });
@@ -577,7 +581,6 @@ Widget.prototype.authenticated = function () {
   this.state = STATE.OPEN;
   this.openedAt = Date.now();
   this.everOpen = true;
-  this.reauthed = false;
   this.showConnection();
   this.alive();
   this.load();
@@ -586,7 +589,7 @@ Widget.prototype.authenticated = function () {
 };
 
 // After (re)authenticating: the latest page for a conversation not loaded yet, otherwise
-// exactly what was missed since the last message without a gap.
+// exactly what was missed since the last message received.
 Widget.prototype.load = function () {
   var t = this.thread;
   if (!t.id) return;
@@ -633,15 +636,16 @@ Widget.prototype.adopt = function (id, created) {
   this.ui.clear();
   for (var k = 0; k < outbox.length; k++) this.ui.upsert(this.thread.view(outbox[k]));
   this.setUnread();
-  this.timer("gap");
   if (this.state === STATE.OPEN && !created) this.load();
 };
 
-Widget.prototype.addMessage = function (raw, batch) {
+// `batch`: part of a history page (rendered together, not announced); `received`: from the
+// gateway rather than from our own ack (moves the resume point).
+Widget.prototype.addMessage = function (raw, batch, received) {
   var m = normaliseMessage(raw, this.agents, this.appName);
   if (!m || m.type === "note") return;
   var t = this.thread;
-  var result = t.add(m);
+  var result = t.add(m, received);
   if (result === "dup") return;
   this.ui.upsert(t.view(t.items[m.seq]), !batch);
   if (!m.mine && m.type !== "activity") {
@@ -653,18 +657,9 @@ Widget.prototype.addMessage = function (raw, batch) {
 };
 
 Widget.prototype.afterMessages = function () {
-  var self = this;
-  var t = this.thread;
   this.setUnread();
   this.markRead();
   this.showEmailPrompt();
-  // A hole in the sequence: usually the fan-out of an earlier message is just behind the ack
-  // of a later one; if it is still missing shortly after, ask for exactly what is missing.
-  if (t.maxSeq > t.lastSeq && !this.historyPending) {
-    if (!this.timers.gap) this.timer("gap", GAP_WAIT_MS, function () { if (t === self.thread && t.maxSeq > t.lastSeq) self.resume(); });
-  } else {
-    this.timer("gap");
-  }
 };
 
 // Own messages show Sent / Seen on the latest one.
@@ -694,6 +689,11 @@ Widget.prototype.flush = function () {
     }
     var frame = { type: "send", client_msg_id: item.cid, body: item.body, ref: item.cid };
     if (item.to) frame.conversation_id = item.to;
+    if (frameBytes(frame) > this.maxFrameBytes) {
+      // The gateway would close the socket (1009); the message could never go.
+      this.sendFailed(item, "message_too_long");
+      continue;
+    }
     if (!this.rawSend(frame)) break;
     item.status = "sending";
     item.sentAt = Date.now();
