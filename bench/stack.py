@@ -96,13 +96,19 @@ class Services:
 
 
 class EmbeddedServers:
-    """PostgreSQL + Redis for a standalone bench run, in a temporary folder."""
+    """PostgreSQL + Redis for a standalone bench run, in a temporary folder; with
+    ``redis_cluster=N`` a local N-node Redis Cluster instead of one Redis (bench/cluster.py)."""
 
-    def __init__(self):
+    def __init__(self, redis_cluster: int = 0):
         self.dir = Path(tempfile.mkdtemp(prefix="convot-bench-"))
         self.secrets = DevSecrets.load_or_create(self.dir)
         self.pg = EmbeddedPostgres(self.dir, free_port(), self.secrets, durable=True)
-        self.redis = EmbeddedRedis(self.dir, free_port(), self.secrets, durable=True)
+        if redis_cluster:
+            from bench.cluster import EmbeddedRedisCluster
+
+            self.redis = EmbeddedRedisCluster(self.dir, self.secrets, nodes=redis_cluster, durable=True)
+        else:
+            self.redis = EmbeddedRedis(self.dir, free_port(), self.secrets, durable=True)
 
     def start(self) -> Config:
         import asyncio
@@ -115,7 +121,7 @@ class EmbeddedServers:
         return load_config(env={}).replace(
             data={"dir": str(self.dir)},
             database={"url": self.pg.url(APP_ROLE), "migrate_url": self.pg.url(OWNER_ROLE), "pool_max": 10},
-            redis={"url": self.redis.url()},
+            redis={"url": self.redis.url(), "cluster": not isinstance(self.redis, EmbeddedRedis)},
             gateway={"port": free_port(), "metrics_port": free_port()},
             engine={"metrics_port": free_port()},
             auth={"jwt_private_keys": f"{self.secrets.jwt_key_id}={self.secrets.jwt_private_key_path(self.dir)}",

@@ -56,9 +56,9 @@ _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 def create_redis(config: Config, **kw):
     if config.redis.cluster:
-        from redis.asyncio.cluster import RedisCluster
+        from engine.cluster import create_cluster     # multi-slot pipelines and reads (engine/cluster.py)
 
-        return RedisCluster.from_url(config.redis.url, **kw)
+        return create_cluster(config.redis.url, config.redis.max_connections, **kw)
     if kw.get("single_connection_client"):
         return aioredis.Redis.from_url(config.redis.url, **kw)
     # Blocking pool: under a burst (a connection storm authenticating thousands of sockets) a

@@ -58,6 +58,8 @@ def add_arguments(p) -> None:
     p.add_argument("--gateways", type=int, default=1, help="gateway processes to start (sharing one port)")
     p.add_argument("--workers", type=int, default=1, help="engine worker processes to start")
     p.add_argument("--shards", type=int, default=16)
+    p.add_argument("--redis-cluster", type=int, default=0, metavar="N",
+                   help="run on a local N-node Redis Cluster (N >= 3) instead of one Redis")
     add_report_arguments(p)          # --out, --compare, --no-plots
 
 
@@ -309,7 +311,7 @@ def main(args) -> int:
 
     p = Params(shoppers=args.shoppers, orgs=args.orgs, agents=args.agents, rate=args.rate, duration=args.duration,
                processes=args.processes)
-    servers = EmbeddedServers()
+    servers = EmbeddedServers(redis_cluster=args.redis_cluster)
     cfg = servers.start().replace(engine={"shards": args.shards})
     services = Services(cfg, gateways=args.gateways, workers=args.workers)
     try:
