@@ -181,19 +181,24 @@ async def _run_part(host: str, ports: list[int], plans: list[ClientPlan], p: Par
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     async def report() -> None:
-        while True:
+        while True:  # runs until the settle ends, so the other processes see our deliveries
             progress[slot * 2] = counters["sent"]
             progress[slot * 2 + 1] = counters["delivered"]
             await asyncio.sleep(0.5)
 
     reporter = loop.create_task(report())
     await asyncio.gather(*(shopper(*s) for s in shopper_states))
-    # Settle: wait until deliveries stop arriving (at least p.settle s, at most 30 s more).
+    # Settle: wait until no process has received anything for p.settle seconds (the shared
+    # progress counters), at most 60 s.
+    def everyone() -> int:
+        return sum(progress[i] for i in range(1, len(progress), 2))
+
     quiet_since, last_count = time.monotonic(), -1
-    settle_deadline = time.monotonic() + p.settle + 30
+    settle_deadline = time.monotonic() + p.settle + 60
     while time.monotonic() < settle_deadline:
-        if counters["delivered"] != last_count:
-            last_count, quiet_since = counters["delivered"], time.monotonic()
+        now_count = everyone()
+        if now_count != last_count:
+            last_count, quiet_since = now_count, time.monotonic()
         elif time.monotonic() - quiet_since >= p.settle:
             break
         await asyncio.sleep(0.1)
@@ -294,7 +299,10 @@ def aggregate(p: Params, parts) -> RunResult:
         expected = acked_by_org.get(org, set()) if kind == "agent" else acked_by_shopper.get(subject, set())
         result.expected_deliveries += len(expected)
         result.delivered += len(ids & expected)
-        result.lost += len(expected - ids)
+        missing = len(expected - ids)
+        result.lost += missing
+        if missing:
+            result.errors[f"lost_at_{kind}"] = result.errors.get(f"lost_at_{kind}", 0) + missing
         result.duplicated += dups
         result.out_of_order += ooo
     hist = merge_encoded([part["histogram"] for part in parts])
