@@ -181,3 +181,35 @@ async def test_screenshots_for_the_docs(context, fake):
     await frame.wait_for_selector(".typing:has-text('is typing')")
     await frame.evaluate("document.activeElement.blur()")
     save_screenshot("widget-conversation.png", await page.screenshot(clip=clip, animations="disabled"))
+
+
+async def test_survives_the_host_replacing_its_body(context, fake):
+    """Turbo Drive and similar replace <body> on navigation: the widget comes back with its state."""
+    page, frame = await load_page(context, fake)
+    await open_panel(frame)
+    await send(frame, "Before the navigation")
+    conv = await fake.wait_for(lambda: fake.conversation_of(), what="conversation")
+    await fake.agent_message(conv, "Reply before")
+    await frame.wait_for_selector(".bubble:has-text('Reply before')")
+    await page.evaluate("""() => {
+        const body = document.createElement('body');
+        body.innerHTML = '<h1>Another page of the app</h1>';
+        document.body.replaceWith(body);
+    }""")
+    frame = await widget_frame(page)
+    await frame.wait_for_function("document.querySelectorAll('.msg').length === 2")
+    assert await bubbles(frame) == ["Before the navigation", "Reply before"]
+    assert await frame.is_visible(".panel")
+    assert await frame.text_content("#cv-title") == "Northwind Support"
+    await send(frame, "After the navigation")
+    await fake.wait_for(lambda: len(conv.messages) == 3, what="message after the navigation")
+    await frame.wait_for_selector(".me:last-child .meta:has-text('Sent')")
+    assert fake.connections == 1                      # the socket never noticed
+    # A page that keeps removing it wins after a few rounds instead of looping forever.
+    await page.evaluate("""() => new Promise(done => {
+        const remove = () => document.querySelectorAll('iframe[data-convot]').forEach(f => f.remove());
+        new MutationObserver(remove).observe(document.body, {childList: true});
+        remove();
+        setTimeout(done, 300);
+    })""")
+    assert await page.locator("iframe[data-convot]").count() == 0

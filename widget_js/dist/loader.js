@@ -25,7 +25,7 @@ api.__convot = "loader";
 var load = function () {
 var s = doc.createElement("script");
 s.async = true;
-s.src = api.api_base + "/widget/widget.js?v=097daa68699a";
+s.src = api.api_base + "/widget/widget.js?v=51a54ad5001f";
 (doc.head || doc.documentElement).appendChild(s);
 };
 if (doc.readyState === "complete") load();

@@ -1,4 +1,4 @@
-/*! Convot widget 097daa68699a */
+/*! Convot widget 51a54ad5001f */
 (function(window,document){"use strict";
 var CSS_TEXT="*{box-sizing:border-box;margin:0;padding:0}html,body{height:100%;background:transparent;color-scheme:normal;overflow:hidden}body{font:14px/1.45 system-ui,-apple-system,\"Segoe UI\",Roboto,\"Helvetica Neue\",Arial,\"Noto Sans\",sans-serif;color:#1b1c1f;-webkit-font-smoothing:antialiased;-webkit-text-size-adjust:100%}button,textarea,input{font:inherit;color:inherit}button{cursor:pointer;background:none;border:0}svg{display:block;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round}[hidden]{display:none!important}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}:focus{outline:none}:focus-visible{outline:2px solid #1b1c1f;outline-offset:2px;box-shadow:0 0 0 4px #fff}.launcher{position:absolute;right:16px;bottom:16px;width:56px;height:56px;border-radius:50%;background:var(--c);color:var(--t);box-shadow:0 2px 8px rgba(0,0,0,.22);display:flex;align-items:center;justify-content:center;border:1px solid transparent;transition:transform .15s}.launcher:hover{transform:scale(1.05)}.launcher svg{width:26px;height:26px}.launcher:focus-visible{outline:3px solid #1b1c1f;outline-offset:2px;box-shadow:0 0 0 2px #fff,0 2px 8px rgba(0,0,0,.22)}.badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 6px;border-radius:10px;background:#d92d20;color:#fff;font-size:12px;font-weight:700;line-height:20px;text-align:center;box-shadow:0 0 0 2px #fff}.panel{position:absolute;left:16px;right:16px;top:16px;bottom:84px;display:flex;flex-direction:column;background:#fff;border-radius:16px;box-shadow:0 1px 4px rgba(0,0,0,.1),0 10px 24px -8px rgba(0,0,0,.3);overflow:hidden;border:1px solid transparent;animation:cv-in .18s ease-out}@keyframes cv-in{from{opacity:0;transform:translateY(8px)}}.full .panel{inset:0;border-radius:0;box-shadow:none}.full.open .launcher{display:none}.head{display:flex;align-items:center;gap:10px;padding:14px 12px 14px 16px;background:var(--c);color:var(--t);flex:none}.head h2{font-size:16px;font-weight:650;line-height:1.25;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}.titles{flex:1;min-width:0}.presence{font-size:12.5px;opacity:.92;display:flex;align-items:center;gap:6px}.presence:before{content:\"\";width:8px;height:8px;border-radius:50%;background:#98a2b3;box-shadow:0 0 0 1.5px var(--t)}.presence.on:before{background:#12b76a}.faces{display:flex;flex:none}.faces .av{width:32px;height:32px;font-size:12px;box-shadow:0 0 0 2px var(--c)}.faces .av+.av{margin-left:-3px}.close{width:36px;height:36px;border-radius:8px;display:flex;align-items:center;justify-content:center;flex:none;color:var(--t)}.close:hover{background:rgba(127,127,127,.2)}.close svg{width:20px;height:20px}.banner{flex:none;padding:6px 12px;font-size:12.5px;text-align:center;background:#fef0c7;color:#7a2e0e}.banner.bad{background:#fee4e2;color:#912018}.log{flex:1;overflow-y:auto;padding:16px 14px 8px;display:flex;flex-direction:column;gap:2px;overscroll-behavior:contain}.greet{align-self:flex-start;max-width:85%;padding:10px 12px;margin-bottom:10px;background:#f2f4f7;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;border:1px solid transparent}.day{align-self:center;margin:10px 0 6px;font-size:12px;color:#667085}.msg{display:flex;flex-direction:column;max-width:85%;margin-top:6px}.msg.cont{margin-top:0}.them{align-self:flex-start;align-items:flex-start}.me{align-self:flex-end;align-items:flex-end}.who{display:flex;align-items:center;gap:6px;font-size:12px;color:#475467;margin:0 0 3px 2px}.who .av{width:20px;height:20px;font-size:10px}.bubble{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;border:1px solid transparent}.them .bubble{background:#f2f4f7;border-bottom-left-radius:4px}.me .bubble{background:var(--c);color:var(--t);border-bottom-right-radius:4px}.activity{align-self:center;max-width:90%;font-size:12.5px;color:#667085;text-align:center;margin:8px 0}.deleted .bubble{font-style:italic;opacity:.7}.meta{font-size:11.5px;color:#667085;margin:2px 4px 0;min-height:0}.meta:empty{display:none}.failed .meta{color:#b42318}.retry{color:#b42318;text-decoration:underline;font-size:inherit;padding:0 2px}.bubble a{color:inherit;text-decoration:underline}.av{display:inline-flex;align-items:center;justify-content:center;border-radius:50%;background:#d0d5dd;color:#344054;font-weight:600;overflow:hidden;flex:none}.av img{width:100%;height:100%;object-fit:cover}.typing{flex:none;min-height:22px;padding:0 16px 2px;font-size:12.5px;color:#475467;display:flex;align-items:center;gap:6px}.dots{display:inline-flex;gap:3px}.dots i{width:5px;height:5px;border-radius:50%;background:#98a2b3;animation:cv-dot 1.2s infinite}.dots i:nth-child(2){animation-delay:.2s}.dots i:nth-child(3){animation-delay:.4s}@keyframes cv-dot{0%,60%,100%{opacity:.3}30%{opacity:1}}.email{flex:none;margin:0 12px 8px;padding:10px 12px;border:1px solid #eaecf0;border-radius:12px;background:#f9fafb}.email label{display:block;font-size:12.5px;color:#344054;margin-bottom:6px}.email div{display:flex;gap:6px}.email input{flex:1;min-width:0;height:36px;padding:0 10px;border:1px solid #d0d5dd;border-radius:8px;background:#fff}.email button{height:36px;padding:0 12px;border-radius:8px;background:var(--c);color:var(--t);font-weight:600;border:1px solid transparent}.email .err{color:#b42318;font-size:12px;margin-top:4px}.compose{flex:none;display:flex;align-items:flex-end;gap:8px;padding:10px 12px 12px;border-top:1px solid #eaecf0}.compose textarea{flex:1;min-width:0;resize:none;border:1px solid #d0d5dd;border-radius:10px;padding:8px 10px;max-height:120px;line-height:1.4;background:#fff}.compose textarea:focus-visible,.email input:focus-visible{outline:none;border-color:#475467;box-shadow:0 0 0 1px #475467}.send{width:38px;height:38px;border-radius:10px;background:var(--c);color:var(--t);display:flex;align-items:center;justify-content:center;flex:none;border:1px solid transparent}.send:disabled{opacity:.45;cursor:default}.send svg{width:18px;height:18px}@media (max-width:520px){.compose textarea,.email input{font-size:16px}}@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important}}@media (forced-colors:active){.launcher,.send,.email button{border-color:ButtonText}.badge{border:1px solid}}";
 var HEX_COLOUR = /^#(?:[0-9a-fA-F]{3}){1,2}$/;
@@ -291,15 +291,42 @@ this.frame = frame;
 this.small = this.win.matchMedia ? this.win.matchMedia(SMALL_VIEWPORT) : null;
 this.place();
 frame.addEventListener("load", function () {
-if (self.doc) return;
-self.doc = frame.contentDocument;
+var doc = frame.contentDocument;
+if (!doc || doc === self.doc || doc.URL !== "about:srcdoc") return;
+var first = !self.doc;
+self.doc = doc;
+self.nodes = {};
+self.lastOwn = null;
 self.build();
 self.place();
-ready();
+if (first) ready();
+else self.on.rebuilt();
 });
 (hostDoc.body || hostDoc.documentElement).appendChild(frame);
 if (this.small && this.small.addEventListener) {
 this.small.addEventListener("change", function () { self.place(); });
+}
+this.guard();
+};
+UI.prototype.guard = function () {
+var self = this;
+var hostDoc = this.win.document;
+var Observer = this.win.MutationObserver;
+if (!Observer) return;
+var body = null;
+var returns = 0;
+var observer = new Observer(function () {
+if (hostDoc.body && hostDoc.body !== body) {
+body = hostDoc.body;
+observer.observe(body, { childList: true });
+}
+if (self.frame.isConnected || ++returns > 20) return;
+(hostDoc.body || hostDoc.documentElement).appendChild(self.frame);
+});
+observer.observe(hostDoc.documentElement, { childList: true });
+if (hostDoc.body) {
+body = hostDoc.body;
+observer.observe(body, { childList: true });
 }
 };
 UI.prototype.place = function () {
@@ -730,14 +757,13 @@ send: function (text) { self.send(text); },
 typing: function (active) { self.typing(active); },
 retry: function (cid) { self.retry(cid); },
 email: function (email) { self.saveEmail(email); },
-scrolled: function (top) { self.scrolled(top); }
+scrolled: function (top) { self.scrolled(top); },
+rebuilt: function () { self.render(); }
 }
 });
 this.api_ = this.publicApi();
 this.ui.mount(function () {
-self.ui.setApp({});
-self.ui.setTeam(false, []);
-self.ui.setView(self.view.open, self.view.visible, false);
+self.render();
 self.startSession();
 });
 win.addEventListener("storage", function (ev) {
@@ -821,6 +847,20 @@ this.view.visible = !!visible;
 if (!this.ui.doc) return;
 this.ui.setView(this.view.open, this.view.visible, user);
 this.markRead();
+};
+Widget.prototype.render = function () {
+var ui = this.ui;
+var t = this.thread;
+ui.setApp({ name: this.appName, colour: this.settings.color, greeting: this.settings.greeting });
+this.showTeam();
+ui.setView(this.view.open, this.view.visible, false);
+if (this.maxChars) ui.setMaxLength(this.maxChars);
+for (var i = 0; i < t.seqs.length; i++) ui.upsert(t.view(t.items[t.seqs[i]]));
+for (var k = 0; k < t.outbox.length; k++) ui.upsert(t.view(t.outbox[k]));
+ui.setUnread(t.unread());
+this.showEmailPrompt();
+this.showConnection();
+ui.scrollDown(true);
 };
 Widget.prototype.startSession = function () {
 var self = this;
@@ -1433,7 +1473,10 @@ var H = Widget.prototype.handlers;
 H.ready = function (f) {
 if (typeof f.server_time === "number") this.clockSkew = f.server_time - Date.now();
 var limits = f.limits || {};
-if (typeof limits.max_message_chars === "number" && limits.max_message_chars > 0) this.ui.setMaxLength(limits.max_message_chars);
+if (typeof limits.max_message_chars === "number" && limits.max_message_chars > 0) {
+this.maxChars = limits.max_message_chars;
+this.ui.setMaxLength(this.maxChars);
+}
 if (typeof limits.max_frame_bytes === "number" && limits.max_frame_bytes > 0) this.maxFrameBytes = limits.max_frame_bytes;
 this.authenticated();
 };

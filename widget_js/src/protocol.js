@@ -48,7 +48,10 @@ var H = Widget.prototype.handlers;
 H.ready = function (f) {
   if (typeof f.server_time === "number") this.clockSkew = f.server_time - Date.now();
   var limits = f.limits || {};
-  if (typeof limits.max_message_chars === "number" && limits.max_message_chars > 0) this.ui.setMaxLength(limits.max_message_chars);
+  if (typeof limits.max_message_chars === "number" && limits.max_message_chars > 0) {
+    this.maxChars = limits.max_message_chars;
+    this.ui.setMaxLength(this.maxChars);
+  }
   if (typeof limits.max_frame_bytes === "number" && limits.max_frame_bytes > 0) this.maxFrameBytes = limits.max_frame_bytes;
   this.authenticated();
 };

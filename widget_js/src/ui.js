@@ -75,16 +75,48 @@ UI.prototype.mount = function (ready) {
   this.frame = frame;
   this.small = this.win.matchMedia ? this.win.matchMedia(SMALL_VIEWPORT) : null;
   this.place();
+  // Every (re)load of the frame gets a fresh document: built here, filled by the widget.
   frame.addEventListener("load", function () {
-    if (self.doc) return;
-    self.doc = frame.contentDocument;
+    var doc = frame.contentDocument;
+    if (!doc || doc === self.doc || doc.URL !== "about:srcdoc") return;
+    var first = !self.doc;
+    self.doc = doc;
+    self.nodes = {};
+    self.lastOwn = null;
     self.build();
     self.place();
-    ready();
+    if (first) ready();
+    else self.on.rebuilt();
   });
   (hostDoc.body || hostDoc.documentElement).appendChild(frame);
   if (this.small && this.small.addEventListener) {
     this.small.addEventListener("change", function () { self.place(); });
+  }
+  this.guard();
+};
+
+// Single-page apps replace the body (Turbo Drive) or wipe it: the frame is put back (it then
+// reloads, and the widget fills the new document from its state). A page that keeps removing
+// it wins after a few rounds, so the two never loop.
+UI.prototype.guard = function () {
+  var self = this;
+  var hostDoc = this.win.document;
+  var Observer = this.win.MutationObserver;
+  if (!Observer) return;
+  var body = null;
+  var returns = 0;
+  var observer = new Observer(function () {
+    if (hostDoc.body && hostDoc.body !== body) {
+      body = hostDoc.body;
+      observer.observe(body, { childList: true });
+    }
+    if (self.frame.isConnected || ++returns > 20) return;
+    (hostDoc.body || hostDoc.documentElement).appendChild(self.frame);
+  });
+  observer.observe(hostDoc.documentElement, { childList: true });
+  if (hostDoc.body) {
+    body = hostDoc.body;
+    observer.observe(body, { childList: true });
   }
 };
 

@@ -51,14 +51,13 @@ function Widget(win, config) {
       typing: function (active) { self.typing(active); },
       retry: function (cid) { self.retry(cid); },
       email: function (email) { self.saveEmail(email); },
-      scrolled: function (top) { self.scrolled(top); }
+      scrolled: function (top) { self.scrolled(top); },
+      rebuilt: function () { self.render(); }
     }
   });
   this.api_ = this.publicApi();
   this.ui.mount(function () {
-    self.ui.setApp({});
-    self.ui.setTeam(false, []);
-    self.ui.setView(self.view.open, self.view.visible, false);
+    self.render();
     self.startSession();
   });
   // Read in another tab of this shop: not unread here either.
@@ -158,6 +157,23 @@ Widget.prototype.setView = function (open, visible, user) {
   if (!this.ui.doc) return;
   this.ui.setView(this.view.open, this.view.visible, user);
   this.markRead();
+};
+
+// Everything the UI shows, from the widget's state: after the first mount, and after the
+// host page removed the frame and it was put back with a fresh document.
+Widget.prototype.render = function () {
+  var ui = this.ui;
+  var t = this.thread;
+  ui.setApp({ name: this.appName, colour: this.settings.color, greeting: this.settings.greeting });
+  this.showTeam();
+  ui.setView(this.view.open, this.view.visible, false);
+  if (this.maxChars) ui.setMaxLength(this.maxChars);
+  for (var i = 0; i < t.seqs.length; i++) ui.upsert(t.view(t.items[t.seqs[i]]));
+  for (var k = 0; k < t.outbox.length; k++) ui.upsert(t.view(t.outbox[k]));
+  ui.setUnread(t.unread());
+  this.showEmailPrompt();
+  this.showConnection();
+  ui.scrollDown(true);
 };
 
 // ---- session ------------------------------------------------------------------------------
