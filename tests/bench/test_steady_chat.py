@@ -41,7 +41,7 @@ def test_aggregate_counts_loss_duplicates_and_reordering():
     r = aggregate(Params(duration=1.0), [part])
     assert (r.sent, r.acked, r.expected_deliveries, r.delivered) == (3, 3, 9, 8)
     assert (r.lost, r.duplicated, r.out_of_order) == (1, 1, 2) and not r.ok()
-    assert r.errors == {"rate_limited": 1} and r.latency["p50_ms"] == pytest.approx(1.0, rel=0.01)
+    assert r.errors == {"rate_limited": 1, "lost_at_agent": 1} and r.latency["p50_ms"] == pytest.approx(1.0, rel=0.01)
 
 
 def test_results_are_written_as_json(tmp_path):
