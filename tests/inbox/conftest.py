@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,11 +111,14 @@ async def stack(servers):
         gateway={"port": gateway_port, "metrics_port": free_port(), "drain_seconds": 2.0},
         engine={"metrics_port": free_port()},
         smtp={"port": free_port()},
+        data_rights={"poll_interval": 0.5},
+        webhooks={"poll_interval": 0.2},
         admin_api={"port": api_port, "public_url": f"http://127.0.0.1:{api_port}",
                    "gateway_public_url": f"ws://127.0.0.1:{gateway_port}", "development": True},
         log={"format": "json", "level": "info"})
     s = Stack(cfg, servers.env(cfg), data)
     s.demo = await create_demo(cfg)
+    await _allow_origin(servers.owner_url, s.demo, s.api)
     try:
         for name in ("engine", "gateway", "admin-api"):
             s.start(name)
@@ -124,6 +128,25 @@ async def stack(servers):
     finally:
         for name in list(s.procs):
             s.stop(name)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def _allow_origin(owner_url: str, demo: dict, origin: str) -> None:
+    """The demo organisation outlives a module (one database per session) but each module's
+    admin API has its own port: its origin must be one the demo app's widget may open from."""
+    import asyncpg
+
+    from convot.db import _init_connection
+
+    conn = await asyncpg.connect(owner_url)
+    await _init_connection(conn)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('convot.org_id', $1, true)", demo["org_id"])
+            await conn.execute("UPDATE apps SET allowed_origins = array_append(array_remove(allowed_origins, $2), $2) "
+                               "WHERE org_id = $1 AND public_key = $3", uuid.UUID(demo["org_id"]), origin, demo["app_id"])
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -130,4 +130,5 @@ export const paths = {
   merchant: (o, c) => "/v1/orgs/" + o + "/contacts/" + c + "/merchant",
   tags: (o) => "/v1/orgs/" + o + "/tags",
   availability: (o) => "/v1/orgs/" + o + "/availability",
+  memberAvailability: (o, u) => "/v1/orgs/" + o + "/members/" + u + "/availability",
 };

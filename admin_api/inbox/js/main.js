@@ -168,7 +168,6 @@ class App {
     const next = this.next && this.next.startsWith("/app/") && !/\/app\/(login|signup)/.test(this.next) ? this.next : href("inbox");
     this.next = null;
     this.go(next, { replace: true });
-    if (location.pathname === next) this.show(this.router.current);
   }
 
   // The gateway closed the socket for good (member removed, signed out elsewhere): find out
@@ -194,7 +193,6 @@ class App {
     this.notice = message || null;
     this.notifier.setUnread(0);
     this.go(href("login"), { replace: true });
-    if (location.pathname === href("login")) this.show(this.router.current);
   }
 
   async signOut() {

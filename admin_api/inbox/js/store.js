@@ -167,7 +167,9 @@ export class Conversations {
 
   // Merge a summary: a newer revision (or a higher seq) wins, so a REST page fetched before a
   // live event never undoes it.
-  upsert(summary, { authoritative = false } = {}) {
+  // `since`: when the REST request that brought `summary` started; its state wins over what
+  // no live event has touched since then (a list reloaded after a reconnect).
+  upsert(summary, { authoritative = false, since = 0 } = {}) {
     if (!summary) return null;
     const old = this.byId.get(summary.id);
     if (!old) {
@@ -175,7 +177,8 @@ export class Conversations {
       this._unreadFromSummary(summary);
       return summary;
     }
-    const newerState = authoritative || summary.rev > old.rev || (summary.rev === 0 && old.rev === 0);
+    const newerState = authoritative || summary.rev > old.rev || (summary.rev === 0 && old.rev === 0)
+      || (since > 0 && (old.touched || 0) < since);
     if (newerState) {
       old.status = summary.status;
       old.assignee_id = summary.assignee_id;
@@ -205,6 +208,17 @@ export class Conversations {
     }
   }
 
+  // The last message of a conversation known only from the list API (no preview yet).
+  setPreview(id, m) {
+    const c = this.byId.get(id);
+    if (!c || (c.preview && m.seq < c.seq)) return false;
+    c.preview = { body: m.body, type: m.type, author_kind: m.author_kind, author_id: m.author_id, deleted: m.deleted };
+    if (m.seq > c.seq) c.seq = m.seq;
+    if (m.at && (!c.last_at || m.at > c.last_at)) c.last_at = m.at;
+    this._unreadFromSummary(c);
+    return true;
+  }
+
   // A `message` event. Returns {conversation, fresh} (fresh: not seen before).
   applyMessage(m) {
     let c = this.byId.get(m.conversation_id);
@@ -213,6 +227,7 @@ export class Conversations {
             app_id: null, channel: "widget", seq: 0, rev: 0, created_at: m.at, last_at: m.at, preview: null, deleted: false, partial: true };
       this.byId.set(c.id, c);
     }
+    c.touched = Date.now();
     const fresh = m.seq > c.seq;
     if (fresh) {
       c.seq = m.seq;
@@ -231,6 +246,7 @@ export class Conversations {
     const snap = normaliseConversation(frame.conversation);
     if (!snap) return null;
     const c = this.upsert(snap);
+    c.touched = Date.now();
     if (frame.message && frame.message.deleted && c.preview && c.seq === frame.message.seq) {
       c.preview = { ...c.preview, body: "", deleted: true };
     }

@@ -13,6 +13,7 @@ const REQUEST_TIMEOUT_MS = 10000;
 const KEPT_THREADS = 30;
 const READ_DEBOUNCE_MS = 250;
 const PAGE_SIZE = 50;
+const PREVIEWS_IN_FLIGHT = 4;
 
 function store() {
   try {
@@ -73,6 +74,7 @@ export class Workspace extends EventTarget {
 
   async start() {
     await Promise.all([this.loadMembers(), this.loadApps(), this.loadTags()]);
+    await this.loadAvailability();
     this._restoreOutbox();
     this.connection = new Connection({
       url: this.gatewayUrl,
@@ -104,6 +106,22 @@ export class Workspace extends EventTarget {
       if (!(e instanceof ApiError)) throw e;
     }
     this.emit("members");
+  }
+
+  // Every member's state as teammates see it, and this member's own choice (the server's
+  // model: the choice counts while an inbox socket is open; engine/availability.py).
+  async loadAvailability() {
+    try {
+      const team = await this.api.get(paths.availability(this.orgId));
+      for (const m of team.members || []) {
+        this.availability.set(m.user_id, m.state);
+        if (m.user_id === this.me.id) this.myChoice = m.choice;
+      }
+      this.teamState = team.team;
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+    }
+    this.emit("presence", {});
   }
 
   async loadApps() {
@@ -149,14 +167,17 @@ export class Workspace extends EventTarget {
     const query = filterQuery(filter, this.me.id);
     query.set("limit", String(PAGE_SIZE));
     if (this.listCursor) query.set("cursor", this.listCursor);
+    // PostgreSQL trails the live state by a moment: only what no event touched lately is replaced.
+    const since = Date.now() - 2000;
     try {
       const page = await this.api.get(paths.conversations(this.orgId) + "?" + query.toString());
       if (filter !== this.filter) return;   // the filter changed meanwhile
       for (const raw of page.items || []) {
-        const c = this.conversations.upsert(normaliseConversation(raw));
+        const c = this.conversations.upsert(normaliseConversation(raw), { since });
         if (raw.contact && raw.contact.id) this.contacts.set(raw.contact.id, raw.contact);
         if (c) delete c.partial;
       }
+      this._queuePreviews();
       this.listCursor = page.next_cursor || (page.pagination && page.pagination.next_cursor) || null;
       this.listDone = !this.listCursor;
       this.listError = null;
@@ -168,6 +189,40 @@ export class Workspace extends EventTarget {
       this.emit("list-loading", false);
       this.emit("list");
     }
+  }
+
+  // The list API has no last message: each row's preview comes from a one-message history
+  // page over the socket, a few at a time (cheap for the gateway: Redis' recent list).
+  _queuePreviews() {
+    this.previewQueue = this.previewQueue || [];
+    this.previewPending = this.previewPending || new Set();
+    for (const c of this.conversations.byId.values()) {
+      if (!c.preview && c.seq > 0 && !c.previewAsked) {
+        c.previewAsked = true;
+        this.previewQueue.push(c.id);
+      }
+    }
+    this._pumpPreviews();
+  }
+
+  _pumpPreviews() {
+    if (!this.connected || !this.previewQueue) return;
+    while (this.previewPending.size < PREVIEWS_IN_FLIGHT && this.previewQueue.length) {
+      const id = this.previewQueue.shift();
+      const c = this.conversations.get(id);
+      if (!c || c.preview) continue;
+      this.previewPending.add(id);
+      this.connection.send({ ...frames.history(id, null, 1), ref: "preview:" + id });
+    }
+  }
+
+  _previewed(f) {
+    const id = f.conversation_id;
+    this.previewPending.delete(id);
+    const list = Array.isArray(f.messages) ? f.messages : [];
+    const m = list.length ? normaliseMessage(list[list.length - 1]) : null;
+    if (m && this.conversations.setPreview(id, m)) this.emit("list");
+    this._pumpPreviews();
   }
 
   visible() {
@@ -415,14 +470,21 @@ export class Workspace extends EventTarget {
     return message.type === "outgoing" && message.author_kind === "member" && message.author_id === this.me.id;
   }
 
-  setAvailability(state) {
-    this.availability.set(this.me.id, state);
-    this.myAvailability = state;
-    if (this.connected) this.connection.send(frames.presence(state));
-    this.emit("presence", { id: this.me.id });
-    // Persisted by the availability API when the server has it (docs/inbox.md).
-    return this.api.put(paths.availability(this.orgId), { availability: state }, { quiet401: true })
-      .catch((e) => { if (!(e instanceof ApiError) || (e.status !== 404 && e.status !== 405)) throw e; });
+  // The member's choice: over the socket when it is up (stored and announced by the gateway),
+  // else through the API. Teammates and widgets hear it live either way.
+  async setAvailability(state) {
+    this.myChoice = state;
+    if (this.connected && this.connection.send(frames.presence(state))) return;
+    const m = await this.api.put(paths.availability(this.orgId), { state });
+    this.availability.set(this.me.id, m.state);
+    this.emit("presence", { id: this.me.id, kind: "member" });
+  }
+
+  // Admins take a member offline (no auto-assignment until they choose Online again).
+  async forceOffline(userId) {
+    const m = await this.api.put(paths.memberAvailability(this.orgId, userId), { state: "offline" });
+    this.availability.set(userId, m.state);
+    this.emit("presence", { id: userId, kind: "member" });
   }
 
   // --- socket frames -------------------------------------------------------------------------------
@@ -430,7 +492,6 @@ export class Workspace extends EventTarget {
   _ready() {
     const first = !this.everConnected;
     this.everConnected = true;
-    if (this.myAvailability) this.connection.send(frames.presence(this.myAvailability));
     // Every conversation on screen or with unsent messages continues exactly where it stopped.
     const resume = {};
     for (const t of this.threads.values()) {
@@ -442,6 +503,11 @@ export class Workspace extends EventTarget {
       t.requeue();
       this._flush(t);
     }
+    if (this.previewPending && this.previewPending.size) {
+      this.previewQueue.unshift(...this.previewPending);
+      this.previewPending.clear();
+    }
+    this._pumpPreviews();
     if (!first && this.filter) {
       // What changed while we were away: the list again (live events continue from now on).
       this.listCursor = null;
@@ -520,6 +586,7 @@ export class Workspace extends EventTarget {
   }
 
   _on_history(f) {
+    if (typeof f.ref === "string" && f.ref.startsWith("preview:")) return this._previewed(f);
     const t = this.threads.get(f.conversation_id);
     if (!t) return;
     const list = Array.isArray(f.messages) ? f.messages : [];
@@ -601,6 +668,11 @@ export class Workspace extends EventTarget {
       p.reject(new Error(messages[f.code] || "The server could not do this (" + f.code + ")."));
       return;
     }
+    if (ref.startsWith("preview:")) {
+      this.previewPending.delete(ref.slice(8));
+      this._pumpPreviews();
+      return;
+    }
     if (ref.startsWith("history:")) {
       const t = this.threads.get(ref.slice(8));
       if (t) {
@@ -679,6 +751,11 @@ export class Workspace extends EventTarget {
       else this.contactsOnline.delete(f.subject.id);
     } else if (f.subject.kind === "member") {
       this.availability.set(f.subject.id, f.state);
+      // Our own state changed (here, in another tab, or an admin forced it): the control follows.
+      // (While this inbox is open the state others see is the member's choice.)
+      if (f.subject.id === this.me.id) this.myChoice = f.state;
+    } else if (f.subject.kind === "team") {
+      this.teamState = f.state;
     }
     this.emit("presence", { id: f.subject.id, kind: f.subject.kind });
   }

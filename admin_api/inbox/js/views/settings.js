@@ -127,9 +127,20 @@ async function teamSection(root, ctx) {
       cells.push(h("td", null, ROLE_LABELS[m.role] + (m.is_super_owner ? " (creator)" : "")));
     }
     cells.push(h("td", null, overridesCell(ctx, m, manage && m.role !== "owner", error, () => teamSection(root, ctx))));
-    cells.push(h("td", null, h("span", { class: "availability-label", data: { state: ctx.ws ? ctx.ws.availability.get(m.user_id) || m.availability : m.availability } },
-      AVAILABILITY_LABELS[(ctx.ws && ctx.ws.availability.get(m.user_id)) || m.availability] || "Offline"),
-      m.mfa_enabled ? h("span", { class: "badge badge-verified small", title: "Two-factor authentication on" }, "2FA") : null));
+    const state = (ctx.ws && ctx.ws.availability.get(m.user_id)) || "offline";
+    const forceOff = manage && m.user_id !== me
+      ? h("button", { type: "button", class: "secondary small", hidden: state === "offline", aria: { label: "Set " + memberName(m) + " offline" },
+          onclick: async () => {
+            try {
+              await ctx.ws.forceOffline(m.user_id);
+              announce(memberName(m) + " is offline");
+            } catch (err) {
+              showError(error, err);
+            }
+          } }, "Set offline")
+      : null;
+    cells.push(h("td", null, h("span", { class: "availability-label", data: { state, user: m.user_id } }, AVAILABILITY_LABELS[state]), " ",
+      forceOff, m.mfa_enabled ? h("span", { class: "badge badge-verified small", title: "Two-factor authentication on" }, "2FA") : null));
     const removable = manage && !m.is_super_owner && m.user_id !== me && (org.role === "owner" || m.role !== "owner");
     cells.push(h("td", { class: "right" }, removable ? h("button", { type: "button", class: "danger-quiet small", aria: { label: "Remove " + memberName(m) },
       onclick: async () => {
@@ -146,6 +157,23 @@ async function teamSection(root, ctx) {
       } }, "Remove") : null));
     return h("tr", { data: { user: m.user_id } }, cells);
   });
+
+  // Availability changes live while the page is open.
+  if (ctx.ws) {
+    const onPresence = () => {
+      if (!ctx.alive()) return ctx.ws.removeEventListener("presence", onPresence);
+      for (const label of root.querySelectorAll(".availability-label")) {
+        const state = ctx.ws.availability.get(label.dataset.user) || "offline";
+        label.dataset.state = state;
+        label.textContent = AVAILABILITY_LABELS[state];
+        const button = label.parentElement.querySelector("button");
+        if (button) button.hidden = state === "offline";
+      }
+    };
+    if (root.presenceListener) ctx.ws.removeEventListener("presence", root.presenceListener);
+    root.presenceListener = onPresence;
+    ctx.ws.addEventListener("presence", onPresence);
+  }
 
   const pending = invites.items.filter((i) => i.status === "pending");
   replace(root,

@@ -107,7 +107,11 @@ export async function dataSection(root, ctx) {
       h("p", { text: "A zip of JSON Lines files with everything the organisation owns: members, apps, contacts, conversations, messages, the audit log and more. Links expire after a few minutes; archives after 7 days." }),
       exports === null ? h("p", { class: "muted", text: "Exports are not available on this server yet." }) : start,
       rows.length ? table(["Requested", "State", "Size", ""], rows, "Exports") : null,
-      rows.some((r) => r) ? h("button", { type: "button", class: "secondary small", onclick: reload }, "Refresh") : null));
+      rows.length ? h("button", { type: "button", class: "secondary small", onclick: reload }, "Refresh") : null));
+    // An export being built: look again in a moment (stops when the page is left).
+    if (exports && (exports.items || []).some((x) => x.status === "pending" || x.status === "running")) {
+      setTimeout(() => { if (ctx.alive()) reload(); }, 2000);
+    }
   }
 
   if (org.is_super_owner) {

@@ -46,6 +46,7 @@ export class Shell {
     delete document.documentElement.dataset.connection;
     this.ws.removeEventListener("connection", this.onConnection);
     this.ws.removeEventListener("list", this.onList);
+    this.ws.removeEventListener("presence", this.onPresence);
     if (this.inbox) this.inbox.destroy();
     if (this.settings) this.settings.destroy();
   }
@@ -61,20 +62,30 @@ export class Shell {
 
   availabilityControl() {
     const ws = this.ws;
-    const current = ws.availability.get(ws.me.id) || "online";
-    const select = h("select", { class: "availability", aria: { label: "Your availability" }, data: { state: current } },
-      ["online", "busy", "offline"].map((s) => h("option", { value: s, selected: s === current }, AVAILABILITY_LABELS[s])));
-    select.addEventListener("change", () => {
+    const select = h("select", { class: "availability", aria: { label: "Your availability" } },
+      ["online", "busy", "offline"].map((s) => h("option", { value: s }, AVAILABILITY_LABELS[s])));
+    const sync = () => {
+      select.value = ws.myChoice || "offline";
       select.dataset.state = select.value;
-      ws.setAvailability(select.value).catch(() => announce("Your availability could not be saved."));
-      announce("You are " + AVAILABILITY_LABELS[select.value].toLowerCase());
+    };
+    select.addEventListener("change", async () => {
+      const previous = ws.myChoice;
+      select.dataset.state = select.value;
+      try {
+        await ws.setAvailability(select.value);
+        announce("You are " + AVAILABILITY_LABELS[select.value].toLowerCase());
+      } catch (e) {
+        ws.myChoice = previous;
+        sync();
+        announce("Your availability could not be changed.");
+      }
     });
-    // Opening the inbox means being available unless the member said otherwise.
-    if (!ws.myAvailability) ws.myAvailability = current === "offline" ? "online" : current;
-    select.value = ws.myAvailability;
-    select.dataset.state = select.value;
+    this.onPresence = (e) => { if (!e.detail.id || e.detail.id === ws.me.id) sync(); };
+    ws.addEventListener("presence", this.onPresence);
+    sync();
     this.availability = select;
-    return h("div", { class: "availability-wrap" }, h("span", { class: "dot", aria: { hidden: "true" } }), select);
+    return h("div", { class: "availability-wrap", title: "Online: new conversations can be assigned to you" },
+      h("span", { class: "dot", aria: { hidden: "true" } }), select);
   }
 
   userMenu() {

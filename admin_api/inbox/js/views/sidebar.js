@@ -15,7 +15,7 @@ export class SidebarView {
     this.details = h("section", { class: "side-card", aria: { label: "Conversation details" } });
     // The merchant panel's slot: present only for members with the Revenue permission.
     this.merchant = this.ws.canRevenue
-      ? h("section", { class: "side-card merchant-panel", id: "merchant-panel", data: { panel: "merchant" }, aria: { labelledby: "merchant-heading" } })
+      ? h("section", { class: "side-card merchant-panel", id: "merchant-panel", data: { panel: "merchant" }, aria: { labelledby: "merchant-heading" }, hidden: true })
       : null;
     this.el = h("div", { class: "sidebar" }, this.card, this.merchant, this.details);
     this.listeners = [
@@ -137,36 +137,46 @@ export class SidebarView {
   }
 }
 
-function money(value) {
-  if (value === null || value === undefined) return "—";
-  if (typeof value === "object") {
-    const amount = Number(value.amount);
-    if (!isFinite(amount)) return String(value.amount);
-    try {
-      return new Intl.NumberFormat(undefined, { style: "currency", currency: value.currency || "USD" }).format(amount);
-    } catch (e) {
-      return value.amount + " " + (value.currency || "");
-    }
+function money(amount, currency) {
+  const n = Number(amount);
+  if (amount === null || amount === undefined || !isFinite(n)) return "—";
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency: currency || "USD" }).format(n);
+  } catch (e) {
+    return amount + " " + (currency || "");
   }
-  return String(value);
 }
 
-// Accepts one merchant or {items: [...]} (a shop may use several of the organisation's apps).
+const EVENT_LABELS = {
+  RELATIONSHIP_INSTALLED: "Installed", RELATIONSHIP_UNINSTALLED: "Uninstalled", RELATIONSHIP_REACTIVATED: "Reactivated",
+  RELATIONSHIP_DEACTIVATED: "Deactivated", SUBSCRIPTION_CHARGE_ACCEPTED: "Plan accepted", SUBSCRIPTION_CHARGE_ACTIVATED: "Plan activated",
+  SUBSCRIPTION_CHARGE_CANCELED: "Plan cancelled", SUBSCRIPTION_CHARGE_DECLINED: "Plan declined", SUBSCRIPTION_CHARGE_EXPIRED: "Plan expired",
+  SUBSCRIPTION_CHARGE_FROZEN: "Plan frozen", SUBSCRIPTION_CHARGE_UNFROZEN: "Plan unfrozen",
+};
+
+function eventLabel(type) {
+  return EVENT_LABELS[type] || String(type || "").replace(/_/g, " ").toLowerCase();
+}
+
+// GET .../contacts/{id}/merchant: {shop_domain, apps: [{app_name, plan, status, mrr, lifetime_value,
+// currency, installed_at, recent_events: [{type, occurred_at}]}]} (admin_api/shopify.py).
 export function renderMerchant(slot, data) {
-  const items = Array.isArray(data && data.items) ? data.items : [data];
+  const apps = Array.isArray(data && data.apps) ? data.apps : [];
   replace(slot, h("h3", { id: "merchant-heading", text: "Merchant" }),
-    items.filter(Boolean).map((m) => h("div", { class: "merchant" },
-      h("p", { class: "merchant-shop" }, h("strong", { text: m.shop_domain || m.shop || "" }),
-        m.app_name ? h("span", { class: "muted", text: " · " + m.app_name }) : null),
+    h("p", { class: "merchant-shop" }, h("strong", { text: (data && data.shop_domain) || "" })),
+    apps.length ? null : h("p", { class: "muted", text: "No app of yours is installed on this shop." }),
+    apps.map((m) => h("div", { class: "merchant" },
+      h("p", { class: "merchant-app" }, h("strong", { text: m.app_name || m.app_gid || "App" }), " ",
+        h("span", { class: "pill pill-" + (m.status || "none"), text: m.status || "—" })),
       h("dl", { class: "facts" },
         h("dt", { text: "Plan" }), h("dd", { text: m.plan || "—" }),
-        h("dt", { text: "Status" }), h("dd", null, h("span", { class: "pill pill-" + (m.status || "none"), text: m.status || "—" })),
-        h("dt", { text: "MRR" }), h("dd", { text: money(m.mrr) }),
-        h("dt", { text: "Lifetime value" }), h("dd", { text: money(m.lifetime_gross || m.lifetime_value) }),
-        m.installed_at ? [h("dt", { text: "Installed" }), h("dd", { text: fullTime(m.installed_at) })] : null),
-      Array.isArray(m.events) && m.events.length
-        ? h("ul", { class: "merchant-events", aria: { label: "Recent events" } },
-            m.events.slice(0, 5).map((ev) => h("li", null, h("span", { text: String(ev.type || "").replace(/_/g, " ").toLowerCase() }),
+        h("dt", { text: "MRR" }), h("dd", { text: money(m.mrr, m.currency) }),
+        h("dt", { text: "Lifetime value" }), h("dd", { text: money(m.lifetime_value, m.currency) }),
+        m.installed_at ? [h("dt", { text: "Installed" }), h("dd", { text: fullTime(m.installed_at) })] : null,
+        m.trial_ends_at ? [h("dt", { text: "Trial ends" }), h("dd", { text: fullTime(m.trial_ends_at) })] : null),
+      Array.isArray(m.recent_events) && m.recent_events.length
+        ? h("ul", { class: "merchant-events", aria: { label: "Recent events of " + (m.app_name || "the app") } },
+            m.recent_events.slice(0, 5).map((ev) => h("li", null, h("span", { text: eventLabel(ev.type) }),
               h("time", { class: "muted", text: " " + fullTime(ev.occurred_at) }))))
         : null)));
 }
