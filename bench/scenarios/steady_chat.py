@@ -149,6 +149,14 @@ async def _run_part(host: str, ports: list[int], plans: list[ClientPlan], p: Par
         if plan.kind == "shopper":
             shopper_states.append((i, plan, sock, waiters))
 
+    # Start barrier: nobody sends before every process has connected all its sockets (a
+    # message sent before an agent is connected would count as lost for that agent).
+    n_parts = len(progress) // 3
+    progress[2 * n_parts + slot] = 1
+    while progress[len(progress) - 1] == 0:
+        await asyncio.sleep(0.02)
+    start_at = progress[len(progress) - 1] / 1000
+    timeline.t0 = start_at
     body = "x" * p.body_bytes
     interval = p.shoppers / p.rate
     stop_at = start_at + p.duration
@@ -184,14 +192,14 @@ async def _run_part(host: str, ports: list[int], plans: list[ClientPlan], p: Par
         while True:  # runs until the settle ends, so the other processes see our deliveries
             progress[slot * 2] = counters["sent"]
             progress[slot * 2 + 1] = counters["delivered"]
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)
 
     reporter = loop.create_task(report())
     await asyncio.gather(*(shopper(*s) for s in shopper_states))
     # Settle: wait until no process has received anything for p.settle seconds (the shared
     # progress counters), at most 60 s.
     def everyone() -> int:
-        return sum(progress[i] for i in range(1, len(progress), 2))
+        return sum(progress[i] for i in range(1, 2 * n_parts, 2))
 
     quiet_since, last_count = time.monotonic(), -1
     settle_deadline = time.monotonic() + p.settle + 60
@@ -248,15 +256,24 @@ def run(cfg, p: Params, host: str, ports: list[int], *, quiet: bool = False) -> 
     random.Random(7).shuffle(plans)
     parts = [plans[i::p.processes] for i in range(p.processes)]
     ctx = mp.get_context("spawn")
-    progress = ctx.Array("q", p.processes * 2, lock=False)
+    # [sent, delivered] per process, then a connected flag per process, then the start time (ms).
+    progress = ctx.Array("q", p.processes * 3 + 1, lock=False)
     queue = ctx.Queue()
-    connect_time = max(5.0, len(plans) / 400)
-    start_at = time.time() + connect_time
-    procs = [ctx.Process(target=_part_main, args=(host, ports, part, p, start_at, progress, i, queue), daemon=True)
+    planned = time.time() + 3600   # replaced by the start barrier below
+    procs = [ctx.Process(target=_part_main, args=(host, ports, part, p, planned, progress, i, queue), daemon=True)
              for i, part in enumerate(parts)]
     for proc in procs:
         proc.start()
     results: dict[int, dict] = {}
+    connect_deadline = time.time() + 600
+    while not all(progress[2 * p.processes + i] for i in range(p.processes)) and time.time() < connect_deadline:
+        if not queue.empty():          # a part failed while connecting
+            slot, res = queue.get()
+            results[slot] = res
+            break
+        time.sleep(0.05)
+    start_at = time.time() + 1.0
+    progress[3 * p.processes] = int(start_at * 1000)
     last = (0, 0)
     deadline = start_at + p.duration + p.settle + 120
     while len(results) < len(procs) and time.time() < deadline:
