@@ -140,3 +140,58 @@ def cpu_seconds(pid: int) -> float:
 def own_cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
+
+
+# ---- CPU profile of a gateway under load (py-spy, when installed) ------------------------------
+
+class GatewayProfile:
+    """``py-spy record`` of one process while the load runs; collapsed stacks on disk, and the
+    functions where the process spends its time (self time of the innermost frame)."""
+
+    def __init__(self, pid: int, path):
+        import shutil
+        import subprocess
+        from pathlib import Path
+
+        exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(exe).exists():
+            raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--output", str(self.path), "--format", "raw",
+                                      "--rate", "250", "--nonblocking"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> list[list]:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        return profile_top(self.path.read_text() if self.path.exists() else "")
+
+
+def profile_top(collapsed: str, n: int = 15) -> list[list]:
+    """[[function (file:line), % of samples as innermost frame, % of samples anywhere on the stack]]."""
+    self_count: dict[str, int] = {}
+    incl_count: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        c = int(count)
+        total += c
+        frames = stack.split(";")
+        leaf = frames[-1]
+        self_count[leaf] = self_count.get(leaf, 0) + c
+        for frame in set(frames):
+            incl_count[frame] = incl_count.get(frame, 0) + c
+    if not total:
+        return []
+    top = sorted(self_count.items(), key=lambda kv: -kv[1])[:n]
+    return [[frame, round(c * 100 / total, 1), round(incl_count[frame] * 100 / total, 1)] for frame, c in top]

@@ -141,8 +141,13 @@ def summary_markdown(result: dict) -> str:
         f"| deliveries expected / unique | {result['expected_deliveries']:,} / {result['delivered']:,} |",
         f"| deliveries per second | {result['deliveries_per_s']:,.0f} |",
         *(f"| {k.replace('_', ' ')} | {_fmt(v) if isinstance(v, (int, float)) else v} |"
-          for k, v in (result.get("figures") or {}).items()),
+          for k, v in (result.get("figures") or {}).items() if not isinstance(v, list)),
     ]
+    top = (result.get("figures") or {}).get("gateway_profile_top")
+    if top:
+        lines += ["", "## Gateway CPU profile (py-spy, innermost frames)", "",
+                  "| function | self % | on stack % |", "|---|---:|---:|",
+                  *(f"| `{frame}` | {self_pct} | {incl_pct} |" for frame, self_pct, incl_pct in top)]
     if lat.get("count"):
         lines += ["", "## Latency (HDR histogram)", "", "| count | p50 | p90 | p99 | p99.9 | max |",
                   "|---:|---:|---:|---:|---:|---:|",
@@ -232,6 +237,8 @@ def finish(result: RunResult, args, *, ok: bool | None = None) -> int:
     pngs = [] if getattr(args, "no_plots", False) else plot(data, path.with_suffix(""), baseline)
     print(result.table())
     for key, value in (data.get("figures") or {}).items():
+        if isinstance(value, list):
+            continue
         print(f"  {key.replace('_', ' '):<34} {_fmt(value) if isinstance(value, (int, float)) else value}")
     if baseline is not None:
         print(comparison_markdown(compare(data, baseline), Path(args.compare).name))

@@ -54,6 +54,7 @@ SUBJECT_CACHE_SECONDS = 30.0
 CONVERSATION_CACHE = 100_000
 MAX_TRACKED_CONVERSATIONS = 1000
 _OPEN = State.OPEN
+LISTEN_BACKLOG = 4096      # capped by net.core.somaxconn
 
 
 class Conn:
@@ -743,7 +744,10 @@ async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
         presence_writer = loop.create_task(gateway.presence.run())
         server = await ws_serve(gateway.handler, g.host, g.port, compression=None, max_size=g.max_frame_bytes,
                                 max_queue=4, reuse_port=True, process_request=_health, close_timeout=2,
-                                ping_interval=20, ping_timeout=20)
+                                ping_interval=20, ping_timeout=20,
+                                # a deep accept queue: a reconnect or connection storm must not
+                                # overflow it (asyncio's default 100 drops SYNs: 1 s, 3 s retries)
+                                backlog=LISTEN_BACKLOG)
         log.info("gateway listening on %s:%d", g.host, g.port)
         if ready is not None and not ready.done():
             ready.set_result(server)

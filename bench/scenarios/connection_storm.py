@@ -51,6 +51,7 @@ def add_socket_arguments(p, *, sockets: int, rate: float, processes: int = 2) ->
     p.add_argument("--gateways", type=int, default=1, help="gateway processes to start (sharing one port)")
     p.add_argument("--workers", type=int, default=1, help="engine worker processes to start")
     p.add_argument("--hold", type=float, default=2.0, help="seconds all sockets stay open before the ping check")
+    p.add_argument("--profile", action="store_true", help="CPU profile of gateway-1 during the run (py-spy)")
     add_report_arguments(p)
 
 
@@ -189,7 +190,7 @@ def gateway_connections(metrics_ports: list[int]) -> int | None:
 
 
 def run_sockets(cfg, p: SocketParams, host: str, ports: list[int], *, scenario: str, gateway_pids: list[int],
-                metrics_ports: list[int], quiet: bool = False, on_hold=None) -> RunResult:
+                metrics_ports: list[int], quiet: bool = False, on_hold=None, profile=None) -> RunResult:
     """Open ``p.sockets`` authenticated sockets, hold them, check them, close them."""
     import asyncio as aio
 
@@ -216,6 +217,7 @@ def run_sockets(cfg, p: SocketParams, host: str, ports: list[int], *, scenario: 
     expected_time = p.sockets / p.rate if p.rate else p.sockets / 500
     pool.wait(lambda t: t["finished"] == p.processes, 60 + expected_time * 3, describe, quiet)
     storm_end = time.time()
+    top = profile.stop() if profile is not None else None
     cpu_after = {pid: cpu_seconds(pid) for pid in gateway_pids}
     time.sleep(p.hold)
     figures: dict = {}
@@ -262,7 +264,20 @@ def run_sockets(cfg, p: SocketParams, host: str, ports: list[int], *, scenario: 
         figures["gateway_rss_kib_per_socket"] = round(grown / 1024 / max(1, ready), 2)
     figures["generator_cpu_s"] = round(sum(part["cpu_s"] for part in parts), 2)
     result.figures = figures
+    if top:
+        result.figures["gateway_profile_top"] = top
     return result
+
+
+def start_profile(args, pid: int, scenario: str):
+    """py-spy on gateway-1 when --profile: collapsed stacks next to the results."""
+    if not getattr(args, "profile", False):
+        return None
+    from pathlib import Path
+
+    from bench.loadgen import GatewayProfile
+
+    return GatewayProfile(pid, Path(args.out) / f"{scenario}-{time.strftime('%Y%m%d-%H%M%S')}-gateway.collapsed")
 
 
 def sockets_ok(result: RunResult) -> bool:
@@ -283,9 +298,10 @@ def main(args) -> int:
         print(f"connection-storm: {p.sockets:,} sockets, rate {p.rate or 'unpaced'}, {args.gateways} gateway(s), "
               f"{p.processes} generator processes, {os.cpu_count()} CPUs", file=sys.stderr)
         gws = [n for n in services.procs if n.startswith("gateway")]
+        profile = start_profile(args, services.procs["gateway-1"].pid, "connection-storm")
         result = run_sockets(cfg, p, "127.0.0.1", [cfg.gateway.port], scenario="connection-storm",
                              gateway_pids=[services.procs[n].pid for n in gws],
-                             metrics_ports=[services.metrics_ports[n] for n in gws])
+                             metrics_ports=[services.metrics_ports[n] for n in gws], profile=profile)
     finally:
         services.stop()
         servers.stop()

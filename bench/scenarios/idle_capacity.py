@@ -16,7 +16,7 @@ import time
 
 from bench.loadgen import cpu_seconds
 from bench.report import finish
-from bench.scenarios.connection_storm import SocketParams, add_socket_arguments, run_sockets, sockets_ok
+from bench.scenarios.connection_storm import SocketParams, add_socket_arguments, run_sockets, sockets_ok, start_profile
 
 IDLE_CPU_WINDOW = 5.0
 
@@ -52,7 +52,8 @@ def main(args) -> int:
         print(f"idle-capacity: {p.sockets:,} idle sockets on one gateway process, {os.cpu_count()} CPUs",
               file=sys.stderr)
         result = run_sockets(cfg, p, "127.0.0.1", [cfg.gateway.port], scenario="idle-capacity", gateway_pids=[pid],
-                             metrics_ports=[services.metrics_ports["gateway-1"]], on_hold=idle_cpu(pid))
+                             metrics_ports=[services.metrics_ports["gateway-1"]], on_hold=idle_cpu(pid),
+                             profile=start_profile(args, pid, "idle-capacity"))
     finally:
         services.stop()
         servers.stop()
