@@ -232,3 +232,31 @@ async def test_sigterm_drains_gateway_and_worker(config, tenant, db):
     finally:
         await shopper.close()
         await asyncio.to_thread(services.stop)
+
+
+async def test_removed_member_is_closed_on_every_gateway_process(config, tenant):
+    from engine.client import EngineClient
+
+    services = Services(config, gateways=2, workers=0, separate_ports=True).start()
+    issuer = TokenIssuer(config)
+    token = issuer.member_token(tenant.org, tenant.agents[0], "agent", 0)[0]
+    sockets = []
+    engine = EngineClient(config)
+    await engine.start()
+    try:
+        for name in ("gateway-1", "gateway-2"):
+            ws = await connect(f"ws://127.0.0.1:{services.port(name)}/", compression=None)
+            await ws.send(orjson.dumps({"type": "authenticate", "token": token}).decode())
+            assert orjson.loads(await ws.recv())["type"] == "ready"
+            sockets.append(ws)
+        await engine.publish_control({"kind": "member_removed", "org": tenant.org, "user": tenant.agents[0]})
+        for ws in sockets:
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 1.0)   # the requirement: within a second
+            assert closed.value.rcvd.code == 4403
+    finally:
+        await engine.close()
+        for ws in sockets:
+            await ws.close()
+        await asyncio.to_thread(services.stop)

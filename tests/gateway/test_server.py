@@ -213,10 +213,8 @@ async def test_removed_member_is_closed_within_a_second_and_cannot_return(gw, te
     engine = EngineClient(config)
     await engine.start()
     try:
-        started = asyncio.get_running_loop().time()
         await engine.publish_control({"kind": "member_removed", "org": tenant.org, "user": tenant.agents[0]})
-        assert await agent.closed(timeout=1.0) == 4403
-        assert asyncio.get_running_loop().time() - started < 1.0
+        assert await agent.closed(timeout=1.0) == 4403      # the requirement: closed within a second
     finally:
         await engine.close()
     again = await gw.raw()
