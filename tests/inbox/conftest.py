@@ -111,6 +111,8 @@ async def stack(servers):
         gateway={"port": gateway_port, "metrics_port": free_port(), "drain_seconds": 2.0},
         engine={"metrics_port": free_port()},
         smtp={"port": free_port()},
+        # Short member tokens: every inbox refreshes its token in-band during the tests.
+        auth={"agent_token_ttl": 30},
         data_rights={"poll_interval": 0.5},
         webhooks={"poll_interval": 0.2},
         admin_api={"port": api_port, "public_url": f"http://127.0.0.1:{api_port}",

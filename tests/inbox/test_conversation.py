@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from tests.inbox.support import (add_member, inbox_bubbles, open_conversation_of, open_demo_shop, save_screenshot,
                                  sign_in, widget_bubbles, widget_send)
@@ -182,3 +183,36 @@ async def test_availability_shows_live_to_teammates_and_to_the_widget(stack, bro
     await olly.reload()
     await olly.wait_for_selector("html[data-connection=ready]", state="attached")
     assert await olly.input_value("select.availability") == "online"
+
+
+async def test_search_finds_a_word_of_a_message_and_erasure_removes_the_contact(stack, browsers):
+    tag = uuid.uuid4().hex[:6]
+    shop_ctx, o_ctx = await browsers.new(), await browsers.new()
+    owner = await sign_in(o_ctx, stack, stack.demo["owner"], stack.demo["owner_pw"])
+    shop, widget = await open_demo_shop(shop_ctx, stack, name=f"Quinn {tag}")
+    await widget_send(widget, f"My invoice zebra{tag} was charged twice")
+    await conversation_row(owner, f"Quinn {tag}")
+    await owner.fill("#inbox-search", f"ZEBRA{tag}")
+    # The message reaches PostgreSQL (where search looks) a moment after it is live: search again until then.
+    for _ in range(50):
+        await owner.press("#inbox-search", "Enter")
+        try:
+            await owner.locator(".conv", has_text=f"Quinn {tag}").locator("mark", has_text=f"zebra{tag}").wait_for(timeout=500)
+            break
+        except PlaywrightTimeout:
+            continue
+    assert await owner.locator(".conv").count() == 1
+    assert "charged twice" in await owner.inner_text(".conv-preview")
+    await owner.fill("#inbox-search", "")
+    await owner.locator(".conv", has_text=f"Quinn {tag}").locator(".conv-preview mark").wait_for(state="detached")
+
+    # Erasure from the sidebar (a deletion request): the contact and the conversation are gone.
+    await open_conversation_of(owner, f"Quinn {tag}")
+    await owner.get_by_role("button", name="Erase contact").click()
+    await owner.get_by_role("dialog", name=f"Erase Quinn {tag}?").get_by_role("button", name="Erase for good").click()
+    await owner.wait_for_url("**/app/")
+    assert await owner.locator(".conv", has_text=f"Quinn {tag}").count() == 0
+    await owner.reload()
+    await owner.wait_for_selector("html[data-connection=ready]", state="attached")
+    await owner.locator(".list-pane .empty:visible, .conv:visible").first.wait_for()
+    assert await owner.locator(".conv", has_text=f"Quinn {tag}").count() == 0

@@ -3,6 +3,7 @@ page and an agent in the inbox chat both ways, live."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 
@@ -137,3 +138,26 @@ async def test_a_message_with_html_is_shown_as_text_on_both_sides_and_runs_nothi
 
     await agent.hover(".msg-outgoing .bubble")
     assert browsers.dialogs == []
+
+
+async def test_the_inbox_refreshes_its_token_in_band_without_dropping_the_socket(stack, browsers):
+    ctx = await browsers.new()
+    sockets: list[str] = []
+    refreshed = asyncio.Event()
+
+    def watch(ws):
+        sockets.append(ws.url)
+        ws.on("framereceived", lambda payload: refreshed.set() if '"token.refreshed"' in str(payload) else None)
+
+    ctx.on("page", lambda page: page.on("websocket", watch))
+    agent = await sign_in(ctx, stack, stack.demo["agent"], stack.demo["agent_pw"])
+    # Member tokens live 30 s in these tests (auth.agent_token_ttl): the new one comes in-band.
+    await asyncio.wait_for(refreshed.wait(), 40)
+    assert len(sockets) == 1
+    assert await agent.get_attribute("html", "data-connection") == "ready"
+    # The socket still works with the new token.
+    name = f"Tim {uuid.uuid4().hex[:6]}"
+    shop, widget = await open_demo_shop(await browsers.new(), stack, name=name)
+    await widget_send(widget, "after the refresh")
+    await agent.locator(".conv", has_text=name).wait_for()
+    assert len(sockets) == 1

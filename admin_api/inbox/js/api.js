@@ -129,6 +129,7 @@ export const paths = {
   contact: (o, c) => "/v1/orgs/" + o + "/contacts/" + c,
   merchant: (o, c) => "/v1/orgs/" + o + "/contacts/" + c + "/merchant",
   tags: (o) => "/v1/orgs/" + o + "/tags",
+  search: (o) => "/v1/orgs/" + o + "/search",
   availability: (o) => "/v1/orgs/" + o + "/availability",
   memberAvailability: (o, u) => "/v1/orgs/" + o + "/members/" + u + "/availability",
 };

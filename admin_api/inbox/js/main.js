@@ -196,6 +196,7 @@ class App {
   }
 
   async signOut() {
+    if (this.workspace) this.workspace.forgetLocalData();
     try {
       await this.api.post(paths.logout, undefined, { quiet401: true });
     } catch (e) {

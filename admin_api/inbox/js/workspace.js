@@ -266,6 +266,25 @@ export class Workspace extends EventTarget {
     return p;
   }
 
+  // An erased contact: their conversations leave the lists and the caches at once.
+  forgetContact(contactId) {
+    for (const c of Array.from(this.conversations.byId.values())) {
+      if (c.contact_id === contactId) {
+        this.conversations.byId.delete(c.id);
+        this.conversations.unread.delete(c.id);
+        this.threads.delete(c.id);
+      }
+    }
+    this.contacts.delete(contactId);
+    this.emit("list");
+  }
+
+  // Signing out on a shared computer leaves nothing typed behind.
+  forgetLocalData() {
+    if (!this.storage) return;
+    try { this.storage.removeItem(this._outboxKey()); } catch (e) { /* nothing to remove */ }
+  }
+
   contactLabel(id) {
     return contactName(this.contact(id), id);
   }

@@ -93,6 +93,7 @@ export class ConversationView {
       ["contact", () => this.renderHead()],
       ["members", () => { this.renderHead(); this.renderMessages({}); }],
       ["tags", () => this.renderHead()],
+      ["presence", () => this.renderHead()],
       ["typing", (e) => { if (e.detail.id === this.id) this.renderTyping(); }],
       ["ready", () => { if (!this.thread.loaded) this.ws.open(this.id); }],
     ];
@@ -118,9 +119,14 @@ export class ConversationView {
 
   // --- header -----------------------------------------------------------------------------------
 
+  // Called on every list change of the organisation: rebuilt only when something shown changed.
   renderHead() {
     const ws = this.ws;
     const c = ws.conversations.get(this.id);
+    const sig = c ? [ws.contactLabel(c.contact_id), c.status, c.assignee_id, c.tags.join(","), ws.tags.length, ws.members.size,
+                     Array.from(ws.members.keys()).map((id) => ws.availability.get(id)).join(",")].join("|") : "";
+    if (sig && sig === this.headSig) return;
+    this.headSig = sig;
     this.title.textContent = c ? ws.contactLabel(c.contact_id) : "Conversation";
     if (!c) {
       this.statusPill.hidden = true;
@@ -141,6 +147,8 @@ export class ConversationView {
     if (document.activeElement !== this.assign) {
       replace(this.assign, options);
       this.assign.value = c.assignee_id || "";
+    } else {
+      this.headSig = null;    // not rebuilt while in use: again on the next change
     }
 
     const buttons = [];
@@ -172,6 +180,7 @@ export class ConversationView {
     } catch (e) {
       this.actionError.hidden = false;
       this.actionError.textContent = e.message;
+      this.headSig = null;
       this.renderHead();
     }
   }

@@ -1,15 +1,27 @@
 // The inbox: the conversation list (views Mine / Unassigned / All, filters, search) beside the
 // open conversation and the contact sidebar. The list updates live from the workspace's events;
 // rows are kept by conversation id and patched, never rebuilt wholesale.
-import { ApiError } from "../api.js";
+import { ApiError, paths } from "../api.js";
 import { avatar, clear, h, icon, replace } from "../dom.js";
 import { hueOf, initials, shortAgo, STATUS_LABELS } from "../format.js";
 import { href } from "../router.js";
-import { defaultFilter, STATUS_FILTERS } from "../store.js";
+import { defaultFilter, filterQuery, normaliseConversation, STATUS_FILTERS } from "../store.js";
 import { ConversationView } from "./conversation.js";
 import { SidebarView } from "./sidebar.js";
 
 const VIEW_LABELS = { mine: "Mine", unassigned: "Unassigned", all: "All" };
+
+// The searched words marked in a snippet (<mark> elements around text nodes).
+function highlight(text, terms) {
+  const words = terms.filter(Boolean).map((t) => t.toLowerCase());
+  if (!words.length) return [text];
+  const out = [];
+  for (const part of text.split(/(\s+)/)) {
+    const lower = part.toLowerCase().replace(/^[^\p{L}\p{N}]+/u, "");
+    out.push(words.some((w) => lower.startsWith(w)) ? h("mark", null, part) : part);
+  }
+  return out;
+}
 const FILTER_KEY = "convot-inbox:filter";
 
 function savedFilter() {
@@ -124,6 +136,7 @@ export class InboxView {
     this.syncControls();
     this.searchResults = null;
     this.ws.setFilter(this.filter);
+    if (this.search.value.trim()) this.runSearch(this.search.value.trim());
     this.schedule();
   }
 
@@ -150,28 +163,36 @@ export class InboxView {
     this.appSelect.hidden = apps.length < 2 && !this.filter.app;
   }
 
-  // Search through the organisation's search API when it is there (docs/inbox.md).
+  // Full-text search (admin_api/search.py): every word by prefix, in message text (notes
+  // included) and the contact's name, email and company; the view's filters apply.
   async runSearch(query) {
     if (!query) {
       this.searchResults = null;
+      this.listStatus.textContent = "";
       this.schedule();
       return;
     }
+    const params = filterQuery(this.filter, this.ws.me.id);
+    params.set("q", query);
+    params.set("limit", "50");
     this.listStatus.textContent = "Searching…";
     try {
-      const result = await this.app.api.get("/v1/orgs/" + this.ws.orgId + "/search?" + new URLSearchParams({ q: query }));
+      const result = await this.app.api.get(paths.search(this.ws.orgId) + "?" + params.toString());
       const ids = [];
+      const snippets = new Map();
       for (const item of result.items || []) {
-        const id = item.conversation_id || (item.conversation && item.conversation.id) || item.id;
-        if (typeof id === "string" && !ids.includes(id)) ids.push(id);
+        const conv = item.conversation;
+        if (!conv || typeof conv.id !== "string") continue;
+        if (!this.ws.conversations.get(conv.id)) this.ws.conversations.upsert(normaliseConversation(conv));
+        if (!ids.includes(conv.id)) ids.push(conv.id);
+        if (item.message && item.message.snippet && !snippets.has(conv.id)) snippets.set(conv.id, item.message.snippet);
       }
-      this.searchResults = { query, ids };
-      this.listStatus.textContent = ids.length ? ids.length + " found" : "";
-      for (const id of ids) if (!this.ws.conversations.get(id)) this.ws._complete(id);
+      this.searchResults = { query, ids, snippets, terms: result.terms || [] };
+      this.listStatus.textContent = ids.length ? (ids.length === 1 ? "1 conversation" : ids.length + " conversations") + " found" : "";
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
-      this.searchResults = { query, ids: [], error: e.status === 404 ? "Search is not available yet." : e.message };
-      this.listStatus.textContent = this.searchResults.error;
+      this.searchResults = { query, ids: [], snippets: new Map(), terms: [], error: e.message };
+      this.listStatus.textContent = "";
     }
     this.schedule();
   }
@@ -251,8 +272,10 @@ export class InboxView {
       const prefix = p.deleted ? "" : p.type === "note" ? "Note: " : p.author_kind === "member" ? (p.author_id === ws.me.id ? "You: " : ws.memberName(p.author_id).split(" ")[0] + ": ") : "";
       text = p.deleted ? "Message deleted" : prefix + p.body.replace(/\s+/g, " ").slice(0, 140);
     }
+    const snippet = this.searchResults && this.searchResults.snippets.get(c.id);
+    if (snippet) text = snippet;
     const assigneeName = c.assignee_id ? ws.memberName(c.assignee_id) : "";
-    const key = [contactName, c.last_at, text, unread, c.status, c.assignee_id, c.tags.join(","), c.id === this.openId].join("|");
+    const key = [contactName, c.last_at, text, unread, c.status, c.assignee_id, c.tags.join(","), c.id === this.openId, !!snippet].join("|");
     if (key === row.key) {
       row.time.textContent = shortAgo(c.last_at);
       return;
@@ -263,7 +286,8 @@ export class InboxView {
     row.av.dataset.hue = String(Math.floor(hueOf(c.contact_id || c.id) / 30) % 12);
     row.time.textContent = shortAgo(c.last_at);
     if (c.last_at) row.time.setAttribute("datetime", new Date(c.last_at).toISOString());
-    row.preview.textContent = text || "No messages yet";
+    if (snippet) replace(row.preview, highlight(snippet, this.searchResults.terms));
+    else row.preview.textContent = text || "No messages yet";
     row.badge.hidden = !unread;
     row.badge.textContent = String(unread);
     row.status.hidden = c.status === "open";

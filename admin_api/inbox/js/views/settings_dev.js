@@ -155,6 +155,31 @@ export async function webhookDetail(root, ctx, id) {
       showError(error, e);
     }
   }));
+  const secretOut = h("code", { class: "secret-value", text: "whsec_••••••••••••" });
+  const reveal = h("button", { type: "button", class: "secondary small" }, "Reveal");
+  reveal.addEventListener("click", () => busy(reveal, async () => {
+    try {
+      const s = await api.get(paths.webhookSecret(org.id, id));
+      secretOut.textContent = s.secret;
+      reveal.replaceWith(copyButton(() => s.secret));
+    } catch (e) {
+      showError(error, e);
+    }
+  }));
+  const rotate = h("button", { type: "button", class: "danger-quiet small" }, "Rotate");
+  rotate.addEventListener("click", async () => {
+    if (!(await confirmDialog("Rotate the signing secret?", "Signatures with the current secret stop being sent: update your receiver right after.",
+                              { confirm: "Rotate", danger: true }))) return;
+    busy(rotate, async () => {
+      try {
+        const s = await api.post(paths.rotateWebhookSecret(org.id, id));
+        secretOut.textContent = s.secret;
+        announce("Signing secret rotated");
+      } catch (e) {
+        showError(error, e);
+      }
+    });
+  });
   const del = h("button", { type: "button", class: "danger" }, "Delete endpoint");
   del.addEventListener("click", async () => {
     if (!(await confirmDialog("Delete this endpoint?", "It receives nothing from now on.", { confirm: "Delete", danger: true }))) return;
@@ -178,6 +203,9 @@ export async function webhookDetail(root, ctx, id) {
       h("label", { class: "check" }, enabled, "Enabled"),
       h("fieldset", { class: "scopes-field" }, h("legend", { text: "Events" }), boxes.map(([ev, b]) => h("label", { class: "check small" }, b, ev))),
       h("div", { class: "actions left" }, save, test)),
+    h("div", { class: "card" }, h("h3", { text: "Signing secret" }),
+      h("p", { class: "secret" }, secretOut, " ", reveal, " ", rotate),
+      h("p", { class: "hint", text: "Verify Convot-Signature with it (docs/webhooks.md)." })),
     h("div", { class: "card" }, h("h3", { text: "Delivery log" }),
       rows.length ? table(["Event", "State", "Attempts", "Last answer", "When"], rows, "Deliveries") : h("p", { class: "muted", text: "Nothing sent yet." }),
       h("button", { type: "button", class: "secondary small", onclick: reload }, "Refresh")),

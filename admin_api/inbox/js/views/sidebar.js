@@ -2,8 +2,9 @@
 // the conversation's details, and the merchant panel slot (Shopify revenue) shown only to
 // members with the Revenue permission. docs/inbox.md documents the panel hook.
 import { ApiError, paths } from "../api.js";
-import { avatar, h, icon, replace } from "../dom.js";
+import { announce, avatar, confirmDialog, h, icon, replace } from "../dom.js";
 import { contactName, fullTime, hueOf, initials } from "../format.js";
+import { href } from "../router.js";
 
 export class SidebarView {
   constructor(app, id) {
@@ -17,7 +18,8 @@ export class SidebarView {
     this.merchant = this.ws.canRevenue
       ? h("section", { class: "side-card merchant-panel", id: "merchant-panel", data: { panel: "merchant" }, aria: { labelledby: "merchant-heading" }, hidden: true })
       : null;
-    this.el = h("div", { class: "sidebar" }, this.card, this.merchant, this.details);
+    this.actions = h("section", { class: "side-card", aria: { label: "Contact actions" }, hidden: !this.ws.can("contacts.erase") });
+    this.el = h("div", { class: "sidebar" }, this.card, this.merchant, this.details, this.actions);
     this.listeners = [
       ["contact", (e) => { if (e.detail.id === this.contactId) this.render(); }],
       ["conversation", (e) => { if (e.detail.id === this.id) this.render(); }],
@@ -49,8 +51,14 @@ export class SidebarView {
       }
     }
     const contact = contactId ? ws.contact(contactId) : null;
+    // Called on every list change: the DOM is rebuilt only when what it shows changed.
+    const sig = JSON.stringify([contact, contactId, ws.contactsOnline.has(contactId), !!this.contactError,
+                                conv && [conv.app_id, conv.channel, conv.created_at, conv.assignee_id]]);
+    if (sig === this.sig) return;
+    this.sig = sig;
     this.renderContact(contact, contactId);
     this.renderDetails(conv);
+    this.renderActions(contact, contactId);
   }
 
   renderContact(contact, contactId) {
@@ -88,6 +96,30 @@ export class SidebarView {
       custom.length
         ? h("dl", { class: "facts custom" }, custom.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: typeof v === "string" ? v : JSON.stringify(v) })]))
         : h("p", { class: "muted", text: "None sent by the app." }));
+  }
+
+  // Erasure (data rights): the contact, their conversations and messages, everywhere.
+  renderActions(contact, contactId) {
+    if (this.actions.hidden || !contactId) return;
+    const name = contactName(contact, contactId);
+    const error = h("p", { class: "action-error", role: "alert", hidden: true });
+    const erase = h("button", { type: "button", class: "danger-quiet small" }, icon("trash"), "Erase contact");
+    erase.addEventListener("click", async () => {
+      const ok = await confirmDialog("Erase " + name + "?", "The contact, all their conversations and messages are deleted for good, "
+        + "everywhere (the widget too). Use this for a deletion request.", { confirm: "Erase for good", danger: true });
+      if (!ok) return;
+      try {
+        await this.app.api.del(paths.contact(this.ws.orgId, contactId));
+        this.ws.forgetContact(contactId);
+        announce(name + " erased");
+        this.app.go(href("inbox"));
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        error.hidden = false;
+        error.textContent = e.message;
+      }
+    });
+    replace(this.actions, h("h3", { text: "Data" }), erase, error);
   }
 
   renderDetails(conv) {
