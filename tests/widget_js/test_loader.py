@@ -137,6 +137,12 @@ async def test_bad_config_or_double_loader_does_not_break_the_page(context, fake
     await page.wait_for_function("document.readyState === 'complete'")
     assert any("app_id is missing or malformed" in w for w in warnings)
     assert await page.locator("iframe[data-convot]").count() == 0
+    # The loader before the config: told so, nothing breaks.
+    warnings.clear()
+    await page.goto(fake.page("order", config="undefined"))
+    await page.wait_for_function("document.readyState === 'complete'")
+    assert any("before the loader script" in w for w in warnings)
+    assert await page.locator("iframe[data-convot]").count() == 0
     # The loader twice (a theme and an app both embedding it): one widget.
     page2 = await context.new_page()
     await page2.goto(fake.page("twice", body=f'<script async src="{fake.api}/widget/loader.js"></script>'))

@@ -1,7 +1,11 @@
 (function (win, doc) {
 "use strict";
 var api = win.Convot;
-if (!api || typeof api !== "object" || api.__convot) return;
+if (api && api.__convot) return;
+if (!api || typeof api !== "object") {
+if (win.console) win.console.warn("Convot: set window.Convot = {app_id: \"app_…\"} before the loader script");
+return;
+}
 var script = doc.currentScript;
 if (!api.api_base && script && script.src) api.api_base = script.src.replace(/\/widget\/loader\.js(?:[?#].*)?$/, "");
 if (typeof api.app_id !== "string" || !/^app_[A-Za-z0-9_-]{1,64}$/.test(api.app_id)) {
