@@ -161,3 +161,51 @@ async def test_the_inbox_refreshes_its_token_in_band_without_dropping_the_socket
     await widget_send(widget, "after the refresh")
     await agent.locator(".conv", has_text=name).wait_for()
     assert len(sockets) == 1
+
+
+async def test_the_inbox_works_from_the_keyboard_with_labelled_regions(stack, browsers):
+    agent_ctx, shop_ctx = await browsers.new(), await browsers.new()
+    agent = await sign_in(agent_ctx, stack, stack.demo["agent"], stack.demo["agent_pw"])
+    name = f"Kay {uuid.uuid4().hex[:6]}"
+    shop, widget = await open_demo_shop(shop_ctx, stack, name=name)
+    await widget_send(widget, "keyboard question")
+    row = agent.locator(".conv-link", has_text=name)
+    await row.wait_for()
+    label = await row.get_attribute("aria-label")
+    assert label.startswith(f"{name}, 1 unread, Open, unassigned")
+
+    # Tab reaches the row; Enter opens the conversation and puts the caret in the composer.
+    await row.focus()
+    await agent.keyboard.press("Enter")
+    await agent.wait_for_selector(".thread .log .msg")
+    await agent.wait_for_function("() => document.activeElement && document.activeElement.id === 'composer-input'")
+    assert await row.get_attribute("aria-current") == "page"
+    log = agent.locator(".log")
+    assert await log.get_attribute("role") == "log" and await log.get_attribute("aria-live") == "polite"
+    assert await agent.locator(".log .msg .bubble .visually-hidden").first.text_content() == f"{name}: "
+    await agent.keyboard.type("first line")
+    await agent.keyboard.press("Shift+Enter")
+    await agent.keyboard.type("second line")
+    await agent.keyboard.press("Enter")
+    await widget.wait_for_function("() => [...document.querySelectorAll('.msg .bubble')].some(b => b.textContent === 'first line\\nsecond line')")
+
+    # Reply/Note tabs with the arrow keys.
+    await agent.get_by_role("tab", name="Reply").focus()
+    await agent.keyboard.press("ArrowRight")
+    assert await agent.get_by_role("tab", name="Note").get_attribute("aria-selected") == "true"
+    assert await agent.evaluate("() => document.activeElement.textContent") == "Note"
+
+    # A dialog takes the focus, Escape closes it and gives the focus back.
+    delete = agent.get_by_role("button", name="Delete message from You")
+    await delete.focus()
+    await agent.keyboard.press("Enter")
+    dialog = agent.get_by_role("dialog", name="Delete this message?")
+    await dialog.wait_for()
+    assert await agent.evaluate("() => document.activeElement.closest('dialog') !== null")
+    await agent.keyboard.press("Escape")
+    await dialog.wait_for(state="detached")
+    assert await agent.evaluate("() => document.activeElement.getAttribute('aria-label')") == "Delete message from You"
+    assert "first line" in "".join(await inbox_bubbles(agent))       # nothing was deleted
+    for landmark in ("navigation", "main"):
+        assert await agent.get_by_role(landmark).count() >= 1
+    assert await agent.get_by_role("complementary", name="Contact details").count() == 1
