@@ -42,6 +42,7 @@ from gateway import authz
 from gateway import metrics as m
 from gateway import protocol as p
 from gateway.errors import ERRORS, GatewayError
+from gateway.streamreader import StreamReaderConnection
 
 log = logging.getLogger("convot.gateway")
 
@@ -61,7 +62,7 @@ class Conn:
     """One authenticated (or authenticating) socket: what fan-out needs, nothing more."""
 
     __slots__ = ("id", "ws", "transport", "principal", "sm", "bucket", "org_key", "contact_key", "seen",
-                 "closed", "expiry", "gateway", "buffer_limit", "resume_cap", "__weakref__")
+                 "closed", "expiry", "gateway", "buffer_limit", "resume_cap", "outbox", "__weakref__")
 
     def __init__(self, gateway: "Gateway", ws):
         self.id = os.urandom(6).hex()
@@ -79,6 +80,7 @@ class Conn:
         self.seen: dict[bytes, object] | None = None   # conv -> last seq, or a list while resuming
         self.closed = False
         self.expiry: asyncio.TimerHandle | None = None
+        self.outbox: list[bytes] = []      # fan-out frames of the current stream batch
 
     def write(self, data: bytes) -> None:
         """Write one complete WebSocket frame; never blocks, never awaits."""
@@ -92,7 +94,20 @@ class Conn:
         self.write(p.text_frame(payload))
         m.frames_out.labels(kind).inc()
 
-    def deliver_message(self, conv: bytes, seq: int, data: bytes) -> None:
+    def push(self, data: bytes, dirty: list) -> None:
+        """Queue a fan-out frame; the fan-out flushes every queued socket once per batch."""
+        if not self.outbox:
+            dirty.append(self)
+        self.outbox.append(data)
+
+    def flush(self) -> None:
+        """One write (one send syscall) for all the frames this batch had for the socket."""
+        out = self.outbox
+        if out:
+            self.outbox = []
+            self.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def deliver_message(self, conv: bytes, seq: int, data: bytes, dirty: list) -> None:
         seen = self.seen
         if seen is not None:
             state = seen.get(conv)
@@ -106,7 +121,7 @@ class Conn:
                 if seq <= state:
                     return                           # already replayed
                 seen[conv] = seq
-        self.write(data)
+        self.push(data, dirty)
 
 
 class Fanout:
@@ -209,6 +224,7 @@ class Fanout:
         now_ms = time.time() * 1000
         delivered = 0
         text_frame = p.text_frame
+        dirty: list[Conn] = []
         for entry_id, f in entries:
             org = f[b"o"]
             targets = agents.get(org)
@@ -222,19 +238,22 @@ class Fanout:
                 conv = f[b"c"]
                 seq = int(f[b"s"])
                 for conn in targets or ():
-                    conn.deliver_message(conv, seq, data)
+                    conn.deliver_message(conv, seq, data, dirty)
                 for conn in shop or ():
-                    conn.deliver_message(conv, seq, data)
+                    conn.deliver_message(conv, seq, data, dirty)
             else:
                 if targets:
                     data = text_frame(f[b"f"])
                     for conn in targets:
-                        conn.write(data)
+                        conn.push(data, dirty)
                 if shop:
                     data = text_frame(f[b"fs"])
                     for conn in shop:
-                        conn.write(data)
+                        conn.push(data, dirty)
             delivered += len(targets or ()) + len(shop or ())
+        # Frames of the batch go out together: one write per socket, in stream order.
+        for conn in dirty:
+            conn.flush()
         m.events.inc(len(entries))
         if delivered:
             m.deliveries.inc(delivered)
@@ -723,14 +742,18 @@ async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
     g = config.gateway
     httpd, _thread = start_metrics_server(config, g.metrics_port)
     redis = create_redis(config)
-    reader_redis = create_redis(config, single_connection_client=True)
+    # The fan-out's blocking XREAD: a lean RESP client (gateway/streamreader.py); on Redis
+    # Cluster the cluster client multiplexes it over the nodes.
+    reader_redis = (create_redis(config, single_connection_client=True) if config.redis.cluster
+                    else StreamReaderConnection(config.redis.url))
     # min_size=0: the gateway starts (and live chat runs) while PostgreSQL is down.
     pool = await create_pool(config.database.url, min_size=0, max_size=config.database.pool_max,
                              command_timeout=config.database.command_timeout)
     engine = EngineClient(config, redis=redis, pool=pool, metrics=engine_metrics)   # append batch sizes
     watch_pool("postgres", "main", pool)
     watch_pool("redis", "main", redis)
-    watch_pool("redis", "stream_reader", reader_redis)
+    if config.redis.cluster:
+        watch_pool("redis", "stream_reader", reader_redis)
     verifier = TokenVerifier(config)
     gateway = Gateway(config, redis=redis, pool=pool, engine=engine, verifier=verifier)
     gateway.fanout.reader_redis = reader_redis
