@@ -166,6 +166,8 @@ class Worker:
         await pipe.execute(raise_on_error=False)
         m.persisted.inc(len(entries) - len(bad))
         m.batch_size.observe(len(entries))
+        oldest_ms = min(int(eid.split(b"-", 1)[0]) for _, eid, _ in entries)
+        m.persist_lag.observe(max(0.0, time.time() - oldest_ms / 1000))   # append -> acknowledged
         m.persist_seconds.observe(time.monotonic() - started)
         if bad:
             m.dead_letters.inc(len(bad))
