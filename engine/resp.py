@@ -1,10 +1,12 @@
-"""The fan-out's XREAD connection: a minimal RESP2 client for one blocking command.
+"""A minimal RESP2 client for the two hot stream reads: the gateways' XREAD and the
+workers' XREADGROUP.
 
-redis-py parses a reply element by element through awaits on a stream reader; an XREAD reply
+redis-py parses a reply element by element through awaits on a stream reader; a stream reply
 of a few hundred entries has ~20 elements per entry, and that parsing was the largest single
-CPU cost of a busy gateway.  This client reads the whole reply into one buffer and parses it
-with a plain loop over ``bytes.find`` (``parse_reply``, pure, tested alone).  It speaks only
-what the reader needs: AUTH, SELECT, CLIENT ID and XREAD.
+CPU cost of a busy gateway and of a busy worker (profiles in docs/performance.md).  This
+client reads the whole reply into one buffer and parses it with a plain loop over
+``bytes.find`` (``parse_reply``, pure, tested alone).  It speaks only what the readers need:
+AUTH, SELECT, CLIENT ID, XREAD and XREADGROUP.  Everything else stays on redis-py.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ def xread_entries(reply) -> list:
     for stream, entries in reply or ():
         items = []
         for entry_id, flat in entries:
+            if flat is None:                        # an entry deleted while pending
+                items.append((entry_id, {}))
+                continue
             it = iter(flat)
             items.append((entry_id, dict(zip(it, it))))
         out.append((stream, items))
@@ -136,6 +141,19 @@ class StreamReaderConnection:
         except (OSError, asyncio.IncompleteReadError, ReplyError) as exc:
             await self.close()
             raise ConnectionError(f"stream reader: {type(exc).__name__}") from None
+        return xread_entries(reply)
+
+    async def xreadgroup(self, group: str, consumer: str, streams: dict, count: int, block: int) -> list:
+        """XREADGROUP ... STREAMS k1 k2 ... id1 id2 ... ; the shape redis-py returns."""
+        if self.writer is None:
+            await self.connect()
+        keys = list(streams)
+        try:
+            reply = await self._call("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block,
+                                     "STREAMS", *keys, *[streams[k] for k in keys])
+        except (OSError, asyncio.IncompleteReadError, ReplyError) as exc:
+            await self.close()
+            raise ConnectionError(f"stream reader: {type(exc).__name__}: {exc}") from None
         return xread_entries(reply)
 
     async def client_id(self) -> int:

@@ -37,6 +37,7 @@ from engine import keys
 from engine import metrics as m
 from engine.client import create_redis
 from engine.persist import plan, write
+from engine.resp import StreamReaderConnection
 from engine.scripts import Scripts
 
 log = logging.getLogger("convot.engine.worker")
@@ -61,10 +62,13 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 class Worker:
-    def __init__(self, config: Config, *, redis=None, pool=None, consumer: str | None = None):
+    def __init__(self, config: Config, *, redis=None, pool=None, consumer: str | None = None, reader=None):
         self.config = config
         self.e = config.engine
         self.redis = redis
+        # The batch read goes through the lean RESP client (engine/resp.py) when given one;
+        # redis-py otherwise (tests, Redis Cluster).
+        self.reader = reader
         self.pool = pool
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.scripts = Scripts()
@@ -104,8 +108,9 @@ class Worker:
             entries = await self._claim()
             await self._trim()
         if not entries:
-            reply = await self.redis.xreadgroup(keys.GROUP, self.consumer, {s: ">" for s in self.streams},
-                                                count=self.e.batch_max, block=READ_BLOCK_MS)
+            source = self.reader or self.redis
+            reply = await source.xreadgroup(keys.GROUP, self.consumer, {s: ">" for s in self.streams},
+                                            count=self.e.batch_max, block=READ_BLOCK_MS)
             for stream, items in reply or ():
                 stream = stream.decode() if isinstance(stream, bytes) else stream
                 for entry_id, fields in items:
@@ -214,7 +219,8 @@ async def serve(config: Config) -> None:
     pool = await _pool_when_ready(config)
     watch_pool("postgres", "main", pool)
     watch_pool("redis", "main", redis)
-    worker = Worker(config, redis=redis, pool=pool)
+    reader = None if config.redis.cluster else StreamReaderConnection(config.redis.url)
+    worker = Worker(config, redis=redis, pool=pool, reader=reader)
     # stream length, pending count and persist lag per shard, Redis memory (convot/metrics.py)
     stats = asyncio.get_running_loop().create_task(
         run_shard_stats(redis, worker.streams, keys.GROUP, config.metrics.shard_stats_interval))
@@ -269,6 +275,8 @@ async def serve(config: Config) -> None:
             await asyncio.gather(shopify, return_exceptions=True)
         await pool.close()
         await redis.aclose()
+        if reader is not None:
+            await reader.aclose()
         await stop_metrics_server(httpd)
 
 

@@ -37,12 +37,12 @@ from engine import keys
 from engine.availability import Presence, SocketPresence
 from engine.client import KEEP, EngineClient, create_redis
 from engine.errors import EngineError
+from engine.resp import StreamReaderConnection
 from engine.events import ack_frame, error_frame
 from gateway import authz
 from gateway import metrics as m
 from gateway import protocol as p
 from gateway.errors import ERRORS, GatewayError
-from gateway.streamreader import StreamReaderConnection
 
 log = logging.getLogger("convot.gateway")
 
@@ -742,7 +742,7 @@ async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
     g = config.gateway
     httpd, _thread = start_metrics_server(config, g.metrics_port)
     redis = create_redis(config)
-    # The fan-out's blocking XREAD: a lean RESP client (gateway/streamreader.py); on Redis
+    # The fan-out's blocking XREAD: a lean RESP client (engine/resp.py); on Redis
     # Cluster the cluster client multiplexes it over the nodes.
     reader_redis = (create_redis(config, single_connection_client=True) if config.redis.cluster
                     else StreamReaderConnection(config.redis.url))

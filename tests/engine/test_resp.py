@@ -1,8 +1,8 @@
-"""The fan-out's lean RESP reader: parsing alone, then against the real Redis."""
+"""The lean RESP reader of the stream reads: parsing alone, then against the real Redis."""
 
 import pytest
 
-from gateway.streamreader import Incomplete, ReplyError, StreamReaderConnection, encode_command, parse_reply, xread_entries
+from engine.resp import Incomplete, ReplyError, StreamReaderConnection, encode_command, parse_reply, xread_entries
 
 
 def test_parse_values():
@@ -31,6 +31,7 @@ def test_encode_and_shape():
     reply = [[b"s", [[b"1-0", [b"o", b"x", b"f", b"{}"]]]]]
     assert xread_entries(reply) == [(b"s", [(b"1-0", {b"o": b"x", b"f": b"{}"})])]
     assert xread_entries(None) == []
+    assert xread_entries([[b"s", [[b"1-0", None]]]]) == [(b"s", [(b"1-0", {})])]
 
 
 async def test_against_redis(servers, redis_client):
@@ -49,3 +50,19 @@ async def test_against_redis(servers, redis_client):
     finally:
         await conn.aclose()
         await redis_client.delete("test:sr")
+
+
+async def test_xreadgroup_against_redis(servers, redis_client):
+    conn = StreamReaderConnection(servers.redis_url)
+    try:
+        await redis_client.delete("test:srg")
+        await redis_client.xgroup_create("test:srg", "g", id="0", mkstream=True)
+        eid = await redis_client.xadd("test:srg", {"t": "m", "f": "{}"})
+        got = await conn.xreadgroup("g", "c1", {"test:srg": ">"}, count=10, block=50)
+        assert got == [(b"test:srg", [(eid, {b"t": b"m", b"f": b"{}"})])]
+        assert await conn.xreadgroup("g", "c1", {"test:srg": ">"}, count=10, block=50) == []
+        with pytest.raises(ConnectionError):
+            await conn.xreadgroup("nogroup", "c1", {"test:srg": ">"}, count=10, block=50)
+    finally:
+        await conn.aclose()
+        await redis_client.delete("test:srg")
