@@ -245,3 +245,22 @@ async def test_routes_parse_and_build_both_ways(core):
         ("login", {}, True), ("reset-password", {}, True), ("not_found", {}, True), ("not_found", {}, True), ("not_found", {}, True)]
     assert result["back"] == [f"/app/c/{cid}", "/app/inbox/all", f"/app/settings/apps/{cid}", "/app/login"]
     assert result["token"] == "abc_DEF-123" and result["replaced"] == "/app/verify-email" and result["none"] is None
+
+
+async def test_qr_codes_match_reference_symbols_module_for_module(core):
+    """tests/inbox/qr_reference.json: symbols made by the `qrcode` library (byte mode) for every
+    error-correction level, several masks, versions 1 to 19 (version information from 7) and
+    UTF-8 text; the enrolment dialog's code must be the same, module for module."""
+    cases = json.loads((ROOT / "tests" / "inbox" / "qr_reference.json").read_text())
+    result = await core("qr", """
+        return arg.map(c => {
+          const r = m.qrMatrix(c.text, {ecl: c.ecl, mask: c.mask});
+          return {version: r.version, size: r.size, rows: r.modules.map(row => BigInt("0b" + row.map(b => b ? "1" : "0").join("")).toString(16))};
+        });
+    """, cases)
+    for case, got in zip(cases, result):
+        assert got["version"] == case["version"], (case["text"][:20], case["ecl"])
+        assert got["size"] == case["version"] * 4 + 17
+        assert got["rows"] == case["rows"], (case["text"][:20], case["ecl"], case["mask"])
+    chosen = await core("qr", "return [0, 1, 2].map(() => m.qrMatrix(arg).mask);", cases[0]["text"])
+    assert len(set(chosen)) == 1 and 0 <= chosen[0] <= 7      # the automatic mask is deterministic

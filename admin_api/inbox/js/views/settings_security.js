@@ -3,6 +3,7 @@
 import { paths } from "../api.js";
 import { announce, busy, confirmDialog, copyButton, field, h, modal, replace } from "../dom.js";
 import { fullTime } from "../format.js";
+import { qrSvg } from "../qr.js";
 import { errorLine, sectionHead, showError, table } from "./settings.js";
 
 export async function securitySection(root, ctx) {
@@ -118,11 +119,13 @@ function enableDialog(ctx, setup) {
     const submit = h("button", { type: "submit", class: "primary" }, "Turn on");
     const body = h("div", null,
       h("ol", { class: "steps" },
-        h("li", null, "In your authenticator app, add an account with this key (or open the link on your phone):",
+        h("li", null, "Scan this code with your authenticator app:",
+          h("div", { class: "qr-wrap" }, qrSvg(setup.otpauth_uri, "QR code to add Convot to your authenticator app")),
+          h("p", { class: "hint", text: "Cannot scan? Type this key instead, or open the link on your phone:" }),
           h("p", { class: "secret" }, h("code", { text: setup.secret.replace(/(.{4})/g, "$1 ").trim() }), " ", copyButton(() => setup.secret)),
           h("p", null, h("a", { href: setup.otpauth_uri }, "Open in authenticator app"))),
         h("li", null, "Enter the 6-digit code it shows.")));
-    const form = h("form", { novalidate: true }, field("Code", code), error,
+    const form = h("form", { novalidate: true }, field("6-digit code", code), error,
       h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: () => close(false) }, "Cancel"), submit));
     form.addEventListener("submit", (e) => {
       e.preventDefault();
