@@ -189,6 +189,8 @@ export class Workspace extends EventTarget {
       this.emit("list-loading", false);
       this.emit("list");
     }
+    // The filter changed while this page was on its way: load the new filter's first page.
+    if (filter !== this.filter) this.loadPage();
   }
 
   // The list API has no last message: each row's preview comes from a one-message history
