@@ -94,6 +94,16 @@ class Conn:
         self.write(p.text_frame(payload))
         m.frames_out.labels(kind).inc()
 
+    async def write_paced(self, data: bytes) -> None:
+        """A reply the client asked for (resume, history): may exceed the buffer bound, so it
+        is written and then awaited until the socket has taken it below the bound, instead
+        of counting as a slow consumer.  Only the requesting socket's own handler waits."""
+        if self.closed or self.ws.protocol.state is not _OPEN:
+            return
+        self.transport.write(data)
+        if self.transport.get_write_buffer_size() > self.buffer_limit // 2:
+            await self.ws.drain()
+
     def push(self, data: bytes, dirty: list) -> None:
         """Queue a fan-out frame; the fan-out flushes every queued socket once per batch."""
         if not self.outbox:
@@ -587,7 +597,7 @@ class Gateway:
             if conn.closed:
                 return
             for frame in frames:
-                conn.write(p.text_frame(frame))
+                await conn.write_paced(p.text_frame(frame))
             held = conn.seen[key]
             last = max(last, after)
             for seq, data in held:
@@ -606,9 +616,11 @@ class Gateway:
         items, more = await self.engine.history(pr.org_id, req.conversation_id, before_seq=req.before_seq,
                                                 limit=req.limit, contact_id=pr.contact_id,
                                                 include_notes=not pr.is_shopper)
-        conn.send(b'{"type":"history","ref":' + orjson.dumps(req.ref) + b',"conversation_id":"'
-                  + req.conversation_id.encode() + b'","more":' + (b"true" if more else b"false")
-                  + b',"messages":[' + b",".join(items) + b"]}", "history")
+        await conn.write_paced(p.text_frame(
+            b'{"type":"history","ref":' + orjson.dumps(req.ref) + b',"conversation_id":"'
+            + req.conversation_id.encode() + b'","more":' + (b"true" if more else b"false")
+            + b',"messages":[' + b",".join(items) + b"]}"))
+        m.frames_out.labels("history").inc()
 
     async def on_update(self, conn: Conn, req: p.UpdateConversation) -> None:
         pr = conn.principal

@@ -344,3 +344,34 @@ async def test_drain_tells_clients_to_reconnect(config, tenant):
     code = await shopper.closed()
     assert code == 4000 and code in RECONNECT_RANGE
     assert [f["type"] for f in shopper.frames if f["type"] == "ack"] == ["ack"]
+
+
+async def test_large_resume_and_history_are_paced_not_cut(config, tenant, db):
+    """A reply the client asked for may be larger than the slow-consumer bound."""
+    from tests.gateway.conftest import Harness, start_gateway, stop_gateway
+
+    cfg = config.replace(gateway={"send_buffer_bytes": 32768})
+    engine = EngineClient(cfg, pool=db)
+    await engine.start()
+    task = await start_gateway(cfg)
+    h = Harness(cfg, f"ws://127.0.0.1:{cfg.gateway.port}/", TokenIssuer(cfg))
+    try:
+        ack = await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="start")
+        conv = ack.conversation_id
+        for i in range(60):
+            await engine.send_message(tenant.org, conv, type="outgoing", author_kind="member",
+                                      author_id=tenant.agents[0], body=f"{i:04d}" + "w" * 7000)
+        shopper = await h.shopper(tenant)
+        await shopper.send(type="resume", conversations={conv: 0}, ref="r")
+        resumed = await shopper.expect("resumed", timeout=20)
+        assert resumed["conversations"] == {conv: 61}
+        seqs = [f["message"]["seq"] for f in shopper.frames if f["type"] == "message"]
+        assert seqs == list(range(1, 62))
+        await shopper.send(type="history", conversation_id=conv, limit=60, ref="h")
+        history = await shopper.expect("history", timeout=20)
+        assert [m["seq"] for m in history["messages"]] == list(range(2, 62))
+    finally:
+        await engine.close()
+        for c in h.clients:
+            await c.close()
+        await stop_gateway(task)
