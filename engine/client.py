@@ -41,6 +41,7 @@ from engine.events import (
     message_frame, message_object, message_template, new_conversation_id, new_message_id, normalise_tag,
     tombstone,
 )
+from engine.resp import StreamReaderConnection
 from engine.router import Ack, AppendRequest, ShardRouter, _RefusedAppend
 from engine.scripts import Scripts
 
@@ -99,14 +100,20 @@ class EngineClient:
         self.scripts = Scripts()
         e = config.engine
         self.meta_ttl = e.conversation_ttl
+        # Appends get their own lean connection (engine/resp.py); on Redis Cluster the cluster
+        # client routes each shard's call to its node.
+        self._append_conn = None if config.redis.cluster else StreamReaderConnection(config.redis.url)
         self.router = ShardRouter(self.redis, self.scripts, shards=self.shards, idem_ttl=e.idempotency_ttl,
-                                  recent_cap=e.recent_messages, meta_ttl=e.conversation_ttl, metrics=metrics)
+                                  recent_cap=e.recent_messages, meta_ttl=e.conversation_ttl, metrics=metrics,
+                                  conn=self._append_conn)
 
     async def start(self) -> None:
         await self.scripts.load(self.redis)
 
     async def close(self) -> None:
         await self.router.close()
+        if self._append_conn is not None:
+            await self._append_conn.aclose()
         if self._own_redis:
             await self.redis.aclose()
 

@@ -156,6 +156,38 @@ class StreamReaderConnection:
             raise ConnectionError(f"stream reader: {type(exc).__name__}: {exc}") from None
         return xread_entries(reply)
 
+    async def pipeline(self, commands: list[tuple], timeout: float = 5.0) -> list:
+        """Send every command at once, read every reply; a Redis error is returned in place
+        (a ReplyError), a connection problem raises ConnectionError/TimeoutError."""
+        if self.writer is None:
+            await self.connect()
+        try:
+            self.writer.write(b"".join(encode_command(*c) for c in commands))
+            return await asyncio.wait_for(self._replies(len(commands)), timeout)
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            await self.close()
+            if isinstance(exc, asyncio.TimeoutError):
+                raise
+            raise ConnectionError(f"resp pipeline: {type(exc).__name__}") from None
+
+    async def _replies(self, n: int) -> list:
+        out = []
+        while len(out) < n:
+            pos = 0
+            while len(out) < n and pos < len(self.buf):
+                try:
+                    value, pos = parse_reply(self.buf, pos)
+                except Incomplete:
+                    break
+                out.append(value)
+            del self.buf[:pos]
+            if len(out) < n:
+                data = await self.reader.read(262144)
+                if not data:
+                    raise ConnectionError("Redis closed the connection")
+                self.buf += data
+        return out
+
     async def client_id(self) -> int:
         """This connection's id, for CLIENT UNBLOCK from another connection."""
         if self.writer is None:

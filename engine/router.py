@@ -62,8 +62,11 @@ class Ack:
 
 class ShardRouter:
     def __init__(self, redis, scripts: Scripts, *, shards: int, idem_ttl: int, recent_cap: int, meta_ttl: int,
-                 metrics=None):
+                 metrics=None, conn=None):
         self.redis = redis
+        # Flushes are serialised, so one dedicated connection carries them all: the lean RESP
+        # client of engine/resp.py when given (less per-call overhead than a redis-py pipeline).
+        self.conn = conn
         self.scripts = scripts
         self.shards = shards
         self._fixed = (idem_ttl, recent_cap, meta_ttl)
@@ -139,13 +142,20 @@ class ShardRouter:
     async def _execute(self, calls) -> list:
         sha = self.scripts.append.sha
         for attempt in (1, 2):
-            pipe = self.redis.pipeline(transaction=False)
+            commands = []
             for shard, items in calls:
                 args = [*self._fixed, len(items)]
                 for req, _ in items:
                     args.extend(req.args())
-                pipe.evalsha(sha, 1, keys.stream(shard), *args)
-            results = await pipe.execute(raise_on_error=False)
+                commands.append((keys.stream(shard), args))
+            if self.conn is not None:
+                results = await self.conn.pipeline([("EVALSHA", sha, 1, key, *args) for key, args in commands])
+                results = [_as_error(r) for r in results]
+            else:
+                pipe = self.redis.pipeline(transaction=False)
+                for key, args in commands:
+                    pipe.evalsha(sha, 1, key, *args)
+                results = await pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
                 await self.scripts.load(self.redis)  # Redis restarted and lost its script cache
                 continue
@@ -166,6 +176,15 @@ class ShardRouter:
         """Flush what is queued (drain), then refuse new appends."""
         await self.idle()
         self._closed = True
+
+
+def _as_error(reply):
+    """engine/resp.py returns Redis errors as values; map NOSCRIPT like redis-py does."""
+    from engine.resp import ReplyError
+
+    if isinstance(reply, ReplyError):
+        return NoScriptError(str(reply)) if str(reply).startswith("NOSCRIPT") else RuntimeError(str(reply))
+    return reply
 
 
 class _RefusedAppend(Exception):

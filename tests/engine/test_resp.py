@@ -66,3 +66,15 @@ async def test_xreadgroup_against_redis(servers, redis_client):
     finally:
         await conn.aclose()
         await redis_client.delete("test:srg")
+
+
+async def test_pipeline_returns_errors_in_place(servers, redis_client):
+    conn = StreamReaderConnection(servers.redis_url)
+    try:
+        replies = await conn.pipeline([("SET", "test:p", "1"), ("INCR", "test:p"), ("LPUSH", "test:p", "x"),
+                                       ("GET", "test:p")])
+        assert replies[0] == b"OK" and replies[1] == 2 and replies[3] == b"2"
+        assert isinstance(replies[2], ReplyError) and "WRONGTYPE" in str(replies[2])
+    finally:
+        await conn.aclose()
+        await redis_client.delete("test:p")

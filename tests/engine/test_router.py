@@ -55,3 +55,18 @@ async def test_redis_down_answers_unavailable(config, db):
                                   author_id=None, body="x")
     assert err.value.code == "unavailable"
     await engine.close()
+
+
+async def test_appends_survive_a_lost_script_cache(config, db, owner_db, redis_client):
+    """After a Redis restart the scripts are gone (NOSCRIPT): they are loaded again."""
+    tenant = await seed_tenant(owner_db)
+    engine = EngineClient(config, pool=db)
+    await engine.start()
+    try:
+        conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="hi")).conversation_id
+        await redis_client.script_flush()
+        ack = await engine.send_message(tenant.org, conv, type="outgoing", author_kind="member",
+                                        author_id=tenant.agents[0], body="after flush")
+        assert ack.seq == 2
+    finally:
+        await engine.close()
