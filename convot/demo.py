@@ -23,6 +23,32 @@ AGENT_EMAIL = "agent@demo.convot.localhost"
 ORG_NAME = "Demo Shop Apps"
 
 
+async def _allow_origin(conn: asyncpg.Connection, app_id, config: Config) -> None:
+    """The demo shop is served by the admin API: its origin must be allowed for the demo app."""
+    await conn.execute(
+        "UPDATE apps SET allowed_origins = array_append(allowed_origins, $2) "
+        "WHERE id = $1 AND NOT ($2 = ANY (allowed_origins))",
+        app_id, config.admin_api.public_url.rstrip("/"),
+    )
+
+
+async def refresh_demo_origin(config: Config) -> None:
+    """Called by every `convot up`: the admin API may now run on another host or port."""
+    path = config.data_dir / "demo.json"
+    if not path.exists():
+        return
+    org_id = json.loads(path.read_text())["org_id"]
+    conn = await asyncpg.connect(config.database.url)
+    try:
+        async with conn.transaction():
+            await set_scope(conn, org_id=org_id)
+            app = await conn.fetchrow("SELECT id FROM apps WHERE org_id = $1 ORDER BY created_at LIMIT 1", org_id)
+            if app is not None:
+                await _allow_origin(conn, app["id"], config)
+    finally:
+        await conn.close()
+
+
 def _password() -> str:
     return "demo-" + secrets.token_urlsafe(12)
 
@@ -78,6 +104,7 @@ async def create_demo(config: Config) -> dict[str, str]:
                 )
             else:
                 public_key = app["public_key"]
+                await _allow_origin(conn, app["id"], config)
     finally:
         await conn.close()
     result = {

@@ -166,12 +166,14 @@ def run_up(config: Config, *, gateways: int = 1, workers: int = 1) -> int:
 
         applied = asyncio.run(apply_migrations(owner_url))
         print("migrations: " + (", ".join(applied) if applied else "up to date"), flush=True)
-        if not (data_dir / "demo.json").exists():
-            from convot.demo import create_demo
+        from convot.demo import create_demo, refresh_demo_origin
 
-            demo_config = with_dev_secrets(config.replace(database={"url": env["CONVOT_DATABASE_URL"]})
-                                           if "CONVOT_DATABASE_URL" in env else config)
+        demo_config = with_dev_secrets(config.replace(database={"url": env["CONVOT_DATABASE_URL"]})
+                                       if "CONVOT_DATABASE_URL" in env else config)
+        if not (data_dir / "demo.json").exists():
             asyncio.run(create_demo(demo_config))
+        else:
+            asyncio.run(refresh_demo_origin(demo_config))
 
         from convot.metrics import write_scrape_targets
 

@@ -26,3 +26,18 @@ async def test_demo_is_complete_and_idempotent(servers, db, tmp_path):
     assert roles == {OWNER_EMAIL: "owner", AGENT_EMAIL: "agent"}
     assert [a["public_key"] for a in apps] == [second["app_id"]]
     assert apps[0]["allowed_origins"] == [config.admin_api.public_url.rstrip("/")]
+
+
+async def test_demo_app_allows_the_current_admin_api_origin(servers, db, tmp_path):
+    from convot.demo import refresh_demo_origin
+
+    config = servers.config(data={"dir": str(tmp_path)})
+    demo = await create_demo(config)
+    moved = config.replace(admin_api={"public_url": "http://127.0.0.1:18080"})
+    await refresh_demo_origin(moved)
+    await refresh_demo_origin(moved)
+    async with scoped(db, org_id=demo["org_id"]) as conn:
+        origins = await conn.fetchval("SELECT allowed_origins FROM apps WHERE public_key = $1", demo["app_id"])
+    # Other tests may have allowed origins of their own on the shared demo app.
+    assert config.admin_api.public_url.rstrip("/") in origins
+    assert origins.count("http://127.0.0.1:18080") == 1
