@@ -137,6 +137,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def established_tcp(port: int) -> int:
+    """TCP connections in ESTABLISHED state whose local port is ``port`` (the server side)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                next(fh)
+                for line in fh:
+                    fields = line.split()
+                    if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except FileNotFoundError:
+            continue
+    return n
+
+
 def own_cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from bench.loadgen import PartPool, cpu_seconds, own_cpu_seconds, rss_bytes, split
+from bench.loadgen import PartPool, cpu_seconds, established_tcp, own_cpu_seconds, rss_bytes, split
 from bench.report import Timeline, add_report_arguments, distribution, finish, merge_timelines
 from bench.results import RunResult, environment, latency_summary, merge_encoded, new_histogram
 
@@ -52,6 +52,9 @@ def add_socket_arguments(p, *, sockets: int, rate: float, processes: int = 2) ->
     p.add_argument("--workers", type=int, default=1, help="engine worker processes to start")
     p.add_argument("--hold", type=float, default=2.0, help="seconds all sockets stay open before the ping check")
     p.add_argument("--profile", action="store_true", help="CPU profile of gateway-1 during the run (py-spy)")
+    p.add_argument("--db-pool", type=int, default=40,
+                   help="database.pool_max of the gateways: each new subject is checked in PostgreSQL, and "
+                        "10 connections cap a storm at ~110 connects/s")
     add_report_arguments(p)
 
 
@@ -223,6 +226,7 @@ def run_sockets(cfg, p: SocketParams, host: str, ports: list[int], *, scenario: 
     figures: dict = {}
     rss_after = {pid: rss_bytes(pid) for pid in gateway_pids}
     reported = gateway_connections(metrics_ports)
+    established = sum(established_tcp(port) for port in set(ports))
     if on_hold is not None:
         figures.update(on_hold())
     pool.set_phase(1)
@@ -254,6 +258,7 @@ def run_sockets(cfg, p: SocketParams, host: str, ports: list[int], *, scenario: 
     figures["sockets_ready"] = ready
     if reported is not None:
         figures["gateway_reported_connections"] = reported
+    figures["established_tcp_on_gateway_port"] = established
     if gateway_pids:
         cpu = sum(cpu_after[pid] - cpu_before[pid] for pid in gateway_pids)
         figures["gateway_cpu_ms_per_connect"] = round(cpu * 1000 / max(1, ready), 3)
@@ -291,7 +296,7 @@ def main(args) -> int:
     p = SocketParams(sockets=args.sockets, orgs=args.orgs, rate=args.rate, concurrency=args.concurrency,
                      processes=args.processes, hold=args.hold)
     servers = EmbeddedServers()
-    cfg = servers.start()
+    cfg = servers.start().replace(database={"pool_max": args.db_pool})
     services = Services(cfg, gateways=args.gateways, workers=args.workers)
     try:
         services.start()

@@ -43,7 +43,7 @@ def main(args) -> int:
     p = SocketParams(sockets=args.sockets, orgs=args.orgs, rate=args.rate, concurrency=args.concurrency,
                      processes=args.processes, hold=args.hold)
     servers = EmbeddedServers()
-    cfg = servers.start()
+    cfg = servers.start().replace(database={"pool_max": args.db_pool})
     services = Services(cfg, gateways=1, workers=args.workers)
     try:
         services.start()

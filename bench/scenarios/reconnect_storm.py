@@ -176,7 +176,9 @@ class Participant:
             await asyncio.sleep(delay * (0.5 + random.random()))      # backoff with jitter
             try:
                 await self.open()
-            except (OSError, ConnectionError, asyncio.TimeoutError):
+            except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
+                self.part.error("reconnect_attempt_failed_" + (str(exc)[:24] if isinstance(exc, ConnectionError)
+                                                               else type(exc).__name__))
                 delay = min(delay * 2, 2.0)
                 continue
             self.part.reconnected(time.perf_counter() - self.closed_at)
@@ -354,7 +356,10 @@ def aggregate(p: Params, parts: list[dict]) -> RunResult:
             expected = acked_by_org.get(org, set()) if kind == "agent" else acked_by_shopper.get(subject, set())
             result.expected_deliveries += len(expected)
             result.delivered += len(ids & expected)
-            result.lost += len(expected - ids)
+            missing = len(expected - ids)
+            result.lost += missing
+            if missing:
+                result.errors[f"lost_at_{kind}"] = result.errors.get(f"lost_at_{kind}", 0) + missing
             result.duplicated += dups
             result.out_of_order += ooo
     hist = merge_encoded([part["histogram"] for part in parts])
