@@ -101,7 +101,13 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-async def stack(servers):
+def stack_extra():
+    """Extra config sections for a module's stack (e.g. a fake third-party API's base URL)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+async def stack(servers, stack_extra):
     from convot.demo import create_demo
 
     data = Path(tempfile.mkdtemp(prefix="convot-inbox-"))
@@ -117,7 +123,7 @@ async def stack(servers):
         webhooks={"poll_interval": 0.2},
         admin_api={"port": api_port, "public_url": f"http://127.0.0.1:{api_port}",
                    "gateway_public_url": f"ws://127.0.0.1:{gateway_port}", "development": True},
-        log={"format": "json", "level": "info"})
+        log={"format": "json", "level": "info"}, **stack_extra)
     s = Stack(cfg, servers.env(cfg), data)
     s.demo = await create_demo(cfg)
     await _allow_origin(servers.owner_url, s.demo, s.api)

@@ -8,12 +8,16 @@ import { appDetail, appsSection } from "./settings_apps.js";
 import { apiKeysSection, webhookDetail, webhooksSection } from "./settings_dev.js";
 import { auditSection, dataSection } from "./settings_data.js";
 import { securitySection } from "./settings_security.js";
+import { shopifySection } from "./settings_revenue.js";
+import { revenueSection } from "./revenue.js";
 
 const SECTIONS = [
   { id: "team", label: "Team", permission: "team.read", render: teamSection },
   { id: "apps", label: "Apps", permission: "apps.read", render: appsSection, detail: appDetail },
   { id: "api-keys", label: "API keys", permission: "api_keys.manage", render: apiKeysSection },
   { id: "webhooks", label: "Webhooks", permission: "webhooks.manage", render: webhooksSection, detail: webhookDetail },
+  { id: "revenue", label: "Revenue", permission: "revenue.read", render: revenueSection },
+  { id: "shopify", label: "Shopify", permission: "shopify.manage", render: shopifySection },
   { id: "security", label: "Security", permission: null, render: securitySection },
   { id: "audit", label: "Audit log", permission: "audit.read", render: auditSection },
   { id: "data", label: "Export & deletion", permission: "data.export", alsoSuperOwner: true, render: dataSection },

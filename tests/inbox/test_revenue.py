@@ -1,0 +1,199 @@
+"""The revenue pages of the inbox, in a real browser against the real services: the revenue
+dashboard (figures exactly as the API gives them, the MRR chart, per app and per period), who
+may see it, and the owner's Shopify connection against the fake Partner API."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from tests.fakes.shopify_partner import FakePartnerApi
+from tests.inbox.support import new_organisation, save_screenshot, sign_in
+
+pytestmark = pytest.mark.browser
+
+APP_A, APP_B = "gid://partners/App/7001", "gid://partners/App/7002"
+
+
+class PartnerInThread:
+    """The fake Partner API on its own event loop in a thread: the engine worker process may
+    call it at any time (its sync loop), also between tests, when the test loop is idle."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.api: FakePartnerApi | None = None
+
+    def start(self) -> FakePartnerApi:
+        self.thread.start()
+
+        async def build() -> FakePartnerApi:
+            api = FakePartnerApi()
+            app = api.add_app("Reviews Pro")
+            now = datetime.now(timezone.utc)
+            api.add_transaction("AppSubscriptionSale", app, "alpha.myshopify.com", now - timedelta(days=3), "29.00")
+            await api.start()
+            return api
+
+        self.api = asyncio.run_coroutine_threadsafe(build(), self.loop).result(10)
+        return self.api
+
+    def stop(self) -> None:
+        if self.api is not None:
+            asyncio.run_coroutine_threadsafe(self.api.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def partner():
+    fake = PartnerInThread()
+    api = fake.start()
+    yield api
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def stack_extra(partner):
+    return {"shopify": {"api_base": partner.base_url, "requests_per_second": 1000.0}}
+
+
+def _at(days_ago: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def seed_revenue(owner_db, org_id: str) -> None:
+    """Two Shopify apps and four merchants with the timelines the sync writes."""
+    org = uuid.UUID(org_id)
+    merchants = [
+        ("alpha.myshopify.com", APP_A, "active", "30.0000", [[_at(40), "active", "30.0000", "USD"]]),
+        ("bravo.myshopify.com", APP_A, "active", "50.0000", [[_at(10), "trialing", "0", "USD"], [_at(3), "active", "50.0000", "USD"]]),
+        ("charlie.myshopify.com", APP_B, "churned", "0", [[_at(60), "active", "20.0000", "USD"], [_at(5), "churned", "0", "USD"]]),
+        ("delta.myshopify.com", APP_B, "trialing", "0", [[_at(2), "trialing", "0", "USD"]]),
+    ]
+    async with owner_db.transaction():
+        await owner_db.execute("SELECT set_config('convot.org_id', $1, true)", org_id)
+        await owner_db.execute("INSERT INTO shopify_apps (org_id, app_gid, name) VALUES ($1, $2, 'Reviews Pro'), ($1, $3, 'Upsell Kit')",
+                               org, APP_A, APP_B)
+        for shop, app, status, mrr, timeline in merchants:
+            await owner_db.execute(
+                "INSERT INTO shopify_merchants (org_id, shop_domain, app_gid, status, mrr_amount, currency, timeline) "
+                "VALUES ($1, $2, $3, $4, $5::numeric, 'USD', $6::text::jsonb)",
+                org, shop, app, status, mrr, orjson.dumps(timeline).decode())
+
+
+async def card_values(page) -> dict[str, str]:
+    return await page.eval_on_selector_all(
+        ".revenue-card", "els => Object.fromEntries(els.map(e => [e.dataset.metric, e.dataset.value]))")
+
+
+async def test_dashboard_shows_the_api_figures_with_a_chart_per_app_and_period(stack, browsers, owner_db):
+    org = await new_organisation(stack, owner_db, name=f"Revenue {uuid.uuid4().hex[:6]}")
+    await seed_revenue(owner_db, org["org_id"])
+    ctx = await browsers.new()
+    page = await sign_in(ctx, stack, org["owner"]["email"], org["owner"]["password"], path="/app/settings/revenue")
+    await page.get_by_role("heading", name="Revenue").wait_for()
+    await page.wait_for_selector(".revenue-card[data-metric=mrr]")
+    api = await (await page.request.get(f"{stack.api}/v1/orgs/{org['org_id']}/revenue")).json()
+
+    # Default: all apps, last 30 days — every card carries the API's exact figure.
+    month = api["overall"]["30d"]
+    usd = month["currencies"]["USD"]
+    assert usd["mrr"] == "80.0000" and usd["new_mrr"] == "50.0000" and usd["churned_mrr"] == "20.0000"
+    values = await card_values(page)
+    assert values == {"active_merchants": str(month["active_merchants"]), "mrr": usd["mrr"], "arr": usd["arr"],
+                      "new_mrr": usd["new_mrr"], "churned_mrr": usd["churned_mrr"], "arpu": usd["arpu"]}
+    assert month["active_merchants"] == 3
+    assert await page.locator(".revenue-card[data-metric=mrr] .revenue-card-value").text_content() == "US$80.00"
+    assert await page.locator(".revenue-card[data-metric=arr] .revenue-card-value").text_content() == "US$960.00"
+
+    # The chart: one point per day of the range, labelled axes, an accessible summary and table.
+    chart = page.locator("svg.revenue-chart")
+    assert int(await chart.get_attribute("data-points")) == len(month["series"])
+    label = await chart.get_attribute("aria-label")
+    assert label.startswith("MRR in USD from US$") and "to US$80.00" in label
+    assert await page.locator("svg.revenue-chart path.chart-line").count() == 1
+    assert "US$100.00" in await page.locator("svg.revenue-chart .chart-y").all_text_contents()
+    assert await page.locator("figure.revenue-figure table tbody tr").count() == len(month["series"])
+    save_screenshot("inbox-revenue.png", await page.screenshot())
+
+    # One app, twelve months: the figures switch to that app's.
+    await page.get_by_label("App").select_option(label="Upsell Kit")
+    await page.get_by_label("Period").select_option("12m")
+    year = api["apps"][APP_B]["12m"]
+    await page.wait_for_function("(v) => document.querySelector('.revenue-card[data-metric=churned_mrr]').dataset.value === v",
+                                 arg=year["currencies"]["USD"]["churned_mrr"])
+    values = await card_values(page)
+    assert values["mrr"] == year["currencies"]["USD"]["mrr"] and Decimal(values["mrr"]) == 0
+    assert values["churned_mrr"] == "20.0000"
+    assert values["active_merchants"] == str(year["active_merchants"]) == "1"
+    assert int(await chart.get_attribute("data-points")) == len(year["series"])
+
+    # Yesterday: hourly points.
+    await page.get_by_label("App").select_option("overall")
+    await page.get_by_label("Period").select_option("yesterday")
+    await page.wait_for_function("(n) => document.querySelector('svg.revenue-chart').dataset.points === String(n)",
+                                 arg=len(api["overall"]["yesterday"]["series"]))
+
+
+async def test_an_agent_without_revenue_does_not_see_the_page(stack, browsers, owner_db):
+    org = await new_organisation(stack, owner_db, name=f"Quiet {uuid.uuid4().hex[:6]}")
+    await seed_revenue(owner_db, org["org_id"])
+    ctx = await browsers.new()
+    page = await sign_in(ctx, stack, org["agent"]["email"], org["agent"]["password"], path="/app/settings/revenue")
+    await page.get_by_role("heading", name="Team").wait_for()        # falls back to a section they may use
+    nav = await page.locator(".settings-nav a").all_text_contents()
+    assert "Revenue" not in nav and "Shopify" not in nav and "Team" in nav
+    assert await page.locator(".revenue-card").count() == 0
+    answer = await page.request.get(f"{stack.api}/v1/orgs/{org['org_id']}/revenue")
+    assert answer.status == 403
+
+
+async def test_owner_connects_shopify_sees_the_masked_token_syncs_and_disconnects(stack, browsers, owner_db, partner):
+    org = await new_organisation(stack, owner_db, name=f"Shop {uuid.uuid4().hex[:6]}")
+    ctx = await browsers.new()
+    page = await sign_in(ctx, stack, org["owner"]["email"], org["owner"]["password"], path="/app/settings/shopify")
+    await page.get_by_role("heading", name="Shopify").wait_for()
+
+    # A wrong token is refused by the real query against the fake; nothing is stored.
+    await page.get_by_label("Partner organisation id").fill(partner.partner_org_id)
+    await page.get_by_label("Partner API token").fill("prtapi_wrongwrongwrong")
+    await page.get_by_role("button", name="Connect", exact=True).click()
+    await page.locator(".alert-error[role=alert]").wait_for()
+    assert await page.get_by_label("Partner API token").input_value() == ""
+    assert (await (await page.request.get(f"{stack.api}/v1/orgs/{org['org_id']}/shopify")).json())["connected"] is False
+
+    await page.get_by_label("Partner organisation id").fill(partner.partner_org_id)
+    await page.get_by_label("Partner API token").fill(partner.token)
+    await page.get_by_role("button", name="Connect", exact=True).click()
+    token = page.locator("code.shopify-token")
+    await token.wait_for()
+    assert await token.text_content() == "••••••••" + partner.token[-4:]
+    assert partner.token not in await page.content()
+    assert await page.locator(".shopify-status dd", has_text=partner.partner_org_id).count() == 1
+
+    # Sync now; the engine worker runs it against the fake and the result shows on reload.
+    await page.get_by_role("button", name="Sync now").click()
+    for _ in range(100):
+        status = await (await page.request.get(f"{stack.api}/v1/orgs/{org['org_id']}/shopify")).json()
+        if status["last_result"] and status["status"] == "active":
+            break
+        await asyncio.sleep(0.2)
+    assert status["last_result"]["ok"] is True, status
+    await page.reload()
+    await page.locator(".shopify-status dt", has_text="Last result").wait_for()
+    assert "1 new transactions" in await page.locator(".shopify-status").text_content()
+    assert await page.locator(".shopify-status [data-status=active]").count() == 1
+
+    # Disconnect deletes the token: the form is back.
+    await page.get_by_role("button", name="Disconnect").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Disconnect").click()
+    await page.get_by_role("button", name="Connect", exact=True).wait_for()
+    assert (await (await page.request.get(f"{stack.api}/v1/orgs/{org['org_id']}/shopify")).json())["connected"] is False
