@@ -231,7 +231,7 @@ class Part:
 
 async def reconnect_part(plans: list[ClientPlan], common: dict, ctl) -> dict:
     p: Params = common["params"]
-    part = Part(common["start_at"])
+    part = Part(time.time())
     people = [Participant(plan, common["ports"][i % len(common["ports"])], common["host"], part)
               for i, plan in enumerate(plans)]
     for person in people:
@@ -244,11 +244,15 @@ async def reconnect_part(plans: list[ClientPlan], common: dict, ctl) -> dict:
         else:
             raise ConnectionError("cannot connect")
         ctl.add("connected")
+    # start barrier: nobody sends before every participant of every process is connected (an
+    # agent connecting after a conversation's first message would never hear of it)
+    await ctl.phase_at_least(1, poll=0.01)
+    start_at = part.timeline.t0 = time.time()
     interval = p.shoppers / p.rate
-    stop_at = common["start_at"] + p.duration
+    stop_at = start_at + p.duration
 
     async def shopper(person: Participant) -> None:
-        await asyncio.sleep(max(0.0, common["start_at"] - time.time()) + random.random() * interval)
+        await asyncio.sleep(random.random() * interval)
         next_at = time.monotonic()
         while time.time() < stop_at:
             person.send_next()
@@ -304,10 +308,10 @@ def run(cfg, p: Params, services, *, quiet: bool = False) -> RunResult:
     tenants = asyncio.run(seed(cfg.database.migrate_url, p.orgs, p.agents, per_org))
     plans = plan_clients(cfg, tenants, p)
     random.Random(5).shuffle(plans)
-    start_at = time.time() + max(5.0, len(plans) / 400)
-    common = {"params": p, "host": "127.0.0.1", "ports": [services.port("gateway-1")], "start_at": start_at}
+    common = {"params": p, "host": "127.0.0.1", "ports": [services.port("gateway-1")]}
     pool = PartPool(reconnect_part, split(plans, p.processes), common, FIELDS)
     last = {"t": time.monotonic(), "delivered": 0}
+    start_at = time.time()
 
     def describe(t: dict) -> str:
         now = time.monotonic()
@@ -317,6 +321,12 @@ def run(cfg, p: Params, services, *, quiet: bool = False) -> RunResult:
         return (f"reconnect-storm: t={clock:5.1f}s sent {t['sent']:,} delivered {t['delivered']:,} (+{rate:,.0f}/s) "
                 f"reconnects {t['reconnects']:,}")
 
+    if not pool.wait(lambda t: t["connected"] == len(plans), 60 + len(plans) / 20,
+                     lambda t: f"reconnect-storm: connected {t['connected']:,}/{len(plans):,}", quiet):
+        pool.finish(quiet=quiet)
+        raise RuntimeError("not every participant could connect")
+    start_at = time.time()
+    pool.set_phase(1)
     # every conversation carries a message before the restart (agents learn them live), then stop
     # gateway-1 and start it again under load
     interval = p.shoppers / p.rate
