@@ -1,6 +1,7 @@
 """The revenue pages of the inbox, in a real browser against the real services: the revenue
 dashboard (figures exactly as the API gives them, the MRR chart, per app and per period), who
-may see it, and the owner's Shopify connection against the fake Partner API."""
+may see it, the owner's Shopify connection against the fake Partner API, and billing: the
+plan, Stripe Checkout through the fake Stripe API, and the past-due banner every member sees."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import orjson
 import pytest
 
 from tests.fakes.shopify_partner import FakePartnerApi
+from tests.fakes.stripe_api import FakeStripe
 from tests.inbox.support import new_organisation, save_screenshot, sign_in
 
 pytestmark = pytest.mark.browser
@@ -21,48 +23,62 @@ pytestmark = pytest.mark.browser
 APP_A, APP_B = "gid://partners/App/7001", "gid://partners/App/7002"
 
 
-class PartnerInThread:
-    """The fake Partner API on its own event loop in a thread: the engine worker process may
-    call it at any time (its sync loop), also between tests, when the test loop is idle."""
+class FakeInThread:
+    """A fake third-party API on its own event loop in a thread: the services may call it at any
+    time (the engine worker's sync loop), also between tests, when the test loop is idle."""
 
-    def __init__(self) -> None:
+    def __init__(self, build) -> None:
+        self.build = build                       # async () -> (fake, async close())
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.api: FakePartnerApi | None = None
+        self.close = None
 
-    def start(self) -> FakePartnerApi:
+    def start(self):
         self.thread.start()
-
-        async def build() -> FakePartnerApi:
-            api = FakePartnerApi()
-            app = api.add_app("Reviews Pro")
-            now = datetime.now(timezone.utc)
-            api.add_transaction("AppSubscriptionSale", app, "alpha.myshopify.com", now - timedelta(days=3), "29.00")
-            await api.start()
-            return api
-
-        self.api = asyncio.run_coroutine_threadsafe(build(), self.loop).result(10)
-        return self.api
+        fake, self.close = asyncio.run_coroutine_threadsafe(self.build(), self.loop).result(10)
+        return fake
 
     def stop(self) -> None:
-        if self.api is not None:
-            asyncio.run_coroutine_threadsafe(self.api.close(), self.loop).result(10)
+        if self.close is not None:
+            asyncio.run_coroutine_threadsafe(self.close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
 
 
+async def _partner():
+    api = FakePartnerApi()
+    app = api.add_app("Reviews Pro")
+    api.add_transaction("AppSubscriptionSale", app, "alpha.myshopify.com", datetime.now(timezone.utc) - timedelta(days=3), "29.00")
+    await api.start()
+    return api, api.close
+
+
+async def _stripe():
+    fake = FakeStripe()
+    await fake.__aenter__()
+    return fake, fake.__aexit__
+
+
 @pytest.fixture(scope="module")
 def partner():
-    fake = PartnerInThread()
-    api = fake.start()
-    yield api
+    fake = FakeInThread(_partner)
+    yield fake.start()
     fake.stop()
 
 
 @pytest.fixture(scope="module")
-def stack_extra(partner):
-    return {"shopify": {"api_base": partner.base_url, "requests_per_second": 1000.0}}
+def stripe_fake():
+    fake = FakeInThread(_stripe)
+    yield fake.start()
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def stack_extra(partner, stripe_fake):
+    return {"shopify": {"api_base": partner.base_url, "requests_per_second": 1000.0},
+            "billing": {"stripe_api_base": stripe_fake.base_url, "stripe_secret_key": stripe_fake.secret_key,
+                        "price_ids": "team=price_1Team,business=price_1Biz"}}
 
 
 def _at(days_ago: float) -> str:
@@ -197,3 +213,70 @@ async def test_owner_connects_shopify_sees_the_masked_token_syncs_and_disconnect
     await page.get_by_role("dialog").get_by_role("button", name="Disconnect").click()
     await page.get_by_role("button", name="Connect", exact=True).wait_for()
     assert (await (await page.request.get(f"{stack.api}/v1/orgs/{org['org_id']}/shopify")).json())["connected"] is False
+
+
+async def set_billing(owner_db, org_id: str, status: str, plan: str) -> None:
+    async with owner_db.transaction():
+        await owner_db.execute("SELECT set_config('convot.org_id', $1, true)", org_id)
+        await owner_db.execute(
+            "INSERT INTO billing_accounts (org_id, stripe_customer_id, stripe_subscription_id, plan, status) "
+            "VALUES ($1, $2, $3, $4, $5)", uuid.UUID(org_id), "cus_" + uuid.uuid4().hex[:14], "sub_" + uuid.uuid4().hex[:14],
+            plan, status)
+
+
+async def test_billing_page_shows_the_plan_and_starts_checkout(stack, browsers, owner_db, stripe_fake):
+    org = await new_organisation(stack, owner_db, name=f"Bill {uuid.uuid4().hex[:6]}")
+    ctx = await browsers.new()
+    # Stripe's hosted pages are outside the test network: answer them here.
+    await ctx.route("https://checkout.stripe.com/**", lambda route: route.fulfill(status=200, content_type="text/html",
+                                                                                 body="<title>Stripe Checkout</title>"))
+    page = await sign_in(ctx, stack, org["owner"]["email"], org["owner"]["password"], path="/app/settings/billing")
+    await page.get_by_role("heading", name="Billing").wait_for()
+    assert await page.locator("[data-testid=billing-plan]").text_content() == "Free"
+    assert await page.locator("dd[data-status]").get_attribute("data-status") == "none"
+    assert await page.locator("tr[data-plan=free]").get_by_text("Current plan").count() == 1
+    assert "US$49.00 / month" in await page.locator("tr[data-plan=team]").text_content()
+    assert await page.locator(".banner").is_hidden()           # no billing banner for a free organisation
+
+    # The portal before any Checkout: the API's refusal is shown, nothing else happens.
+    await page.get_by_role("button", name="Manage billing").click()
+    await page.locator(".section .alert-error[role=alert]").wait_for()
+
+    async with page.expect_navigation(url="https://checkout.stripe.com/**"):
+        await page.get_by_role("button", name="Choose Team").click()
+    session = next(iter(stripe_fake.checkout_sessions.values()))
+    assert page.url == session["url"].split("#")[0] or page.url == session["url"]
+    assert session["metadata"]["org_id"] == org["org_id"]
+    assert session["success_url"].startswith(stack.api + "/app/")
+
+
+async def test_a_past_due_organisation_keeps_chatting_and_every_member_sees_the_banner(stack, browsers, owner_db):
+    org = await new_organisation(stack, owner_db, name=f"Late {uuid.uuid4().hex[:6]}")
+    await set_billing(owner_db, org["org_id"], "past_due", "team")
+    owner_ctx, agent_ctx = await browsers.new(), await browsers.new()
+    owner = await sign_in(owner_ctx, stack, org["owner"]["email"], org["owner"]["password"], path="/app/settings/billing")
+    banner = owner.locator(".banner")
+    await banner.wait_for()
+    assert "The last payment failed. Chat keeps working" in await banner.text_content()
+    await owner.get_by_role("heading", name="Billing").wait_for()
+    assert await owner.locator("dd[data-status]").text_content() == "Payment failed"
+    assert await owner.locator("[data-testid=billing-plan]").text_content() == "Team"
+    assert await owner.locator(".section .alert-error", has_text="The last payment failed").count() == 1
+
+    # An agent has no billing page but sees the banner over a working inbox.
+    agent = await sign_in(agent_ctx, stack, org["agent"]["email"], org["agent"]["password"])
+    await agent.locator(".banner", has_text="The last payment failed").wait_for()
+    assert (await agent.request.get(f"{stack.api}/v1/orgs/{org['org_id']}/billing")).status == 403
+    await agent.goto(stack.api + "/app/settings")
+    await agent.get_by_role("heading", name="Team").wait_for()
+    assert "Billing" not in await agent.locator(".settings-nav").text_content()
+    assert await agent.locator("html[data-connection=ready]").count() == 1
+
+    # Paid again: the banner is gone at the next load.
+    async with owner_db.transaction():
+        await owner_db.execute("SELECT set_config('convot.org_id', $1, true)", org["org_id"])
+        await owner_db.execute("UPDATE billing_accounts SET status = 'active' WHERE org_id = $1", uuid.UUID(org["org_id"]))
+    await agent.reload()
+    await agent.wait_for_selector("html[data-connection=ready]", state="attached")
+    await agent.get_by_role("heading", name="Team").wait_for()
+    assert await agent.locator(".banner").is_hidden()

@@ -11,7 +11,7 @@ const ROUTES = [
   { name: "inbox", re: /^inbox\/(mine|unassigned|all)$/, keys: ["view"] },
   { name: "conversation", re: new RegExp("^c/(" + UUID + ")$"), keys: ["id"] },
   { name: "settings", re: /^settings$/ },
-  { name: "settings", re: /^settings\/(team|apps|api-keys|webhooks|revenue|shopify|security|audit|data|notifications)$/, keys: ["section"] },
+  { name: "settings", re: /^settings\/(team|apps|api-keys|webhooks|revenue|shopify|billing|security|audit|data|notifications)$/, keys: ["section"] },
   { name: "settings", re: new RegExp("^settings/(apps|webhooks)/(" + UUID + ")$"), keys: ["section", "id"] },
   { name: "welcome", re: /^welcome$/ },
   { name: "login", re: /^login$/, public: true },

@@ -10,6 +10,7 @@ import { auditSection, dataSection } from "./settings_data.js";
 import { securitySection } from "./settings_security.js";
 import { shopifySection } from "./settings_revenue.js";
 import { revenueSection } from "./revenue.js";
+import { billingSection } from "./settings_billing.js";
 
 const SECTIONS = [
   { id: "team", label: "Team", permission: "team.read", render: teamSection },
@@ -18,6 +19,7 @@ const SECTIONS = [
   { id: "webhooks", label: "Webhooks", permission: "webhooks.manage", render: webhooksSection, detail: webhookDetail },
   { id: "revenue", label: "Revenue", permission: "revenue.read", render: revenueSection },
   { id: "shopify", label: "Shopify", permission: "shopify.manage", render: shopifySection },
+  { id: "billing", label: "Billing", permission: "billing.manage", render: billingSection },
   { id: "security", label: "Security", permission: null, render: securitySection },
   { id: "audit", label: "Audit log", permission: "audit.read", render: auditSection },
   { id: "data", label: "Export & deletion", permission: "data.export", alsoSuperOwner: true, render: dataSection },

@@ -5,6 +5,7 @@ import { AVAILABILITY_LABELS, initials } from "../format.js";
 import { href } from "../router.js";
 import { InboxView } from "./inbox.js";
 import { SettingsView } from "./settings.js";
+import { BILLING_BANNERS } from "./settings_billing.js";
 
 const BANNERS = {
   connecting: null,
@@ -40,6 +41,7 @@ export class Shell {
     this.ws.addEventListener("list", this.onList);
     if (this.ws.connection) this.setBanner(this.ws.connection.state);
     if (app.org.mfaBlocked) this.setBannerText("This organisation requires two-factor authentication. Turn it on below to open the inbox.");
+    else this.loadBillingBanner();
   }
 
   destroy() {
@@ -114,7 +116,22 @@ export class Shell {
   setBanner(state) {
     // Also on the root element: styles and tests can tell whether the inbox is live.
     document.documentElement.dataset.connection = state;
-    this.setBannerText(BANNERS[state] || null, state === "stopped" ? "error" : "warning");
+    if (BANNERS[state]) this.setBannerText(BANNERS[state], state === "stopped" ? "error" : "warning");
+    else this.setBannerText(this.billingBanner || null, "warning");
+  }
+
+  // Billing (every member): while a payment failed the organisation keeps chatting and sees
+  // this under the connection banner's place (the connection's own messages take precedence).
+  async loadBillingBanner() {
+    try {
+      const answer = await this.app.api.get("/v1/orgs/" + this.app.org.id + "/billing/banner");
+      this.billingBanner = answer && answer.banner ? BILLING_BANNERS[answer.banner] || null : null;
+    } catch (e) {
+      this.billingBanner = null;
+    }
+    if (!this.ws.connection || !BANNERS[this.ws.connection.state]) {
+      this.setBannerText(this.billingBanner || null, "warning");
+    }
   }
 
   setBannerText(text, kind = "warning") {
