@@ -6,6 +6,7 @@ plan, Stripe Checkout through the fake Stripe API, and the past-due banner every
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -76,7 +77,10 @@ def stripe_fake():
 
 @pytest.fixture(scope="module")
 def stack_extra(partner, stripe_fake):
-    return {"shopify": {"api_base": partner.base_url, "requests_per_second": 1000.0},
+    # A short poll (the worker's loop ticks at min(5 s, poll_interval)) and retry: twelve failed
+    # runs in a row happen within seconds.
+    return {"shopify": {"api_base": partner.base_url, "requests_per_second": 1000.0, "poll_interval": 2.0,
+                        "retry_base": 0.05, "request_timeout": 5.0},
             "billing": {"stripe_api_base": stripe_fake.base_url, "stripe_secret_key": stripe_fake.secret_key,
                         "price_ids": "team=price_1Team,business=price_1Biz"}}
 
@@ -197,7 +201,7 @@ async def test_owner_connects_shopify_sees_the_masked_token_syncs_and_disconnect
 
     # Sync now; the engine worker runs it against the fake and the result shows on reload.
     await page.get_by_role("button", name="Sync now").click()
-    for _ in range(100):
+    for _ in range(300):
         status = await (await page.request.get(f"{stack.api}/v1/orgs/{org['org_id']}/shopify")).json()
         if status["last_result"] and status["status"] == "active":
             break
@@ -205,7 +209,9 @@ async def test_owner_connects_shopify_sees_the_masked_token_syncs_and_disconnect
     assert status["last_result"]["ok"] is True, status
     await page.reload()
     await page.locator(".shopify-status dt", has_text="Last result").wait_for()
-    assert "1 new transactions" in await page.locator(".shopify-status").text_content()
+    assert re.search(r"\d+ new transactions, \d+ new events, \d+ merchants updated, 1 apps",
+                     await page.locator(".shopify-status").text_content())
+    assert await page.locator(".shopify-status dd", has_text="Not yet").count() == 0       # last sync shown
     assert await page.locator(".shopify-status [data-status=active]").count() == 1
 
     # Disconnect deletes the token: the form is back.
@@ -213,6 +219,48 @@ async def test_owner_connects_shopify_sees_the_masked_token_syncs_and_disconnect
     await page.get_by_role("dialog").get_by_role("button", name="Disconnect").click()
     await page.get_by_role("button", name="Connect", exact=True).wait_for()
     assert (await (await page.request.get(f"{stack.api}/v1/orgs/{org['org_id']}/shopify")).json())["connected"] is False
+
+
+async def wait_status(page, stack, org_id: str, done, tries: int = 300) -> dict:
+    for _ in range(tries):
+        status = await (await page.request.get(f"{stack.api}/v1/orgs/{org_id}/shopify")).json()
+        if done(status):
+            return status
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"connection never reached the state: {status}")
+
+
+async def test_after_twelve_failures_the_connection_stops_and_shows_the_error_until_sync_now(stack, browsers, owner_db, partner):
+    org = await new_organisation(stack, owner_db, name=f"Stop {uuid.uuid4().hex[:6]}")
+    ctx = await browsers.new()
+    page = await sign_in(ctx, stack, org["owner"]["email"], org["owner"]["password"], path="/app/settings/shopify")
+    await page.get_by_label("Partner organisation id").fill(partner.partner_org_id)
+    await page.get_by_label("Partner API token").fill(partner.token)
+    await page.get_by_role("button", name="Connect", exact=True).click()
+    await page.locator("code.shopify-token").wait_for()
+    try:
+        partner.fail_always("error_page")                     # Shopify answers 500 pages from now on
+        status = await wait_status(page, stack, org["org_id"], lambda s: s["status"] == "stopped")
+        assert status["consecutive_failures"] == 12 and status["last_error"].startswith("shopify_unavailable")
+        await page.reload()
+        alert = page.locator("[data-testid=shopify-error]")
+        await alert.wait_for()
+        text = await alert.text_content()
+        assert "Syncing stopped after 12 failures in a row" in text and "shopify_unavailable" in text
+        assert await page.locator(".shopify-status [data-status=stopped]").count() == 1
+        assert await page.locator(".shopify-status dd", has_text="Only after Sync now").count() == 1
+    finally:
+        partner.fail_always(None)
+
+    await page.get_by_role("button", name="Sync now").click()
+    await wait_status(page, stack, org["org_id"], lambda s: s["status"] == "active" and s["consecutive_failures"] == 0
+                      and s["last_error"] is None and (s["last_result"] or {}).get("ok"))
+    await page.reload()
+    await page.locator(".shopify-status [data-status=active]").wait_for()
+    assert await page.locator("[data-testid=shopify-error]").count() == 0
+    await page.get_by_role("button", name="Disconnect").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Disconnect").click()
+    await page.get_by_role("button", name="Connect", exact=True).wait_for()
 
 
 async def set_billing(owner_db, org_id: str, status: str, plan: str) -> None:

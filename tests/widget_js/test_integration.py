@@ -208,7 +208,7 @@ async def test_identity_verification_with_the_real_session_endpoint(context, oth
             return await conn.fetchrow("SELECT name, verified FROM contacts WHERE org_id = $1 AND external_id = $2",
                                        org, external_id)
 
-    for _ in range(100):
+    for _ in range(300):
         vera = await contact(good)
         if vera is not None and vera["verified"]:
             break

@@ -10,8 +10,10 @@ from engine.shopify.runner import run_shopify_sync
 from tests.engine.shopify import partner_dataset as ds
 
 
-async def wait_for(predicate, what: str, attempts: int = 500):
-    """Poll until ``predicate()`` is true (a wait for a state, not a timing assertion)."""
+async def wait_for(predicate, what: str, attempts: int = 3000):
+    """Poll until ``predicate()`` is true (a wait for a state, not a timing assertion).
+
+    The budget (60 s) is generous on purpose: CI shares two cores with every server it starts."""
     for _ in range(attempts):
         if await predicate():
             return
