@@ -115,7 +115,7 @@ export async function revenueSection(root, ctx) {
     h("div", null, h("h2", { text: "Revenue" }),
       h("p", { class: "lead", text: "From your Shopify Partner organisation. MRR counts active merchants with a paid plan, normalised to 30 days." })),
     h("div", { class: "section-actions" }, scope, range));
-  replace(root, head, body, h("p", { class: "hint", text: "Updated " + day(data.generated_at, false) + " " + day(data.generated_at, true) + " UTC" }));
+  replace(root, head, body);
   draw();
 }
 
