@@ -16,6 +16,7 @@ ITEMS = Counter("convot_shopify_synced_items_total", "New items copied (duplicat
 MERCHANTS_UPDATED = Counter("convot_shopify_merchants_updated_total", "Merchant rows whose derived values changed")
 RUNNING = Gauge("convot_shopify_sync_running", "Connections being synced right now by this process")
 CONNECTIONS = Gauge("convot_shopify_connections", "Shopify connections by status", ["status"])
+CONNECTION_STATUSES = ("active", "syncing", "stopped")      # shopify_connections.status (0001_schema.sql)
 LAST_SUCCESS = Gauge("convot_shopify_last_success_timestamp_seconds", "Unix time of this process's last successful run")
 for _result in ("ok", "failed", "stopped"):      # every result's series exists from the start (rate() works)
     RUNS.labels(_result)

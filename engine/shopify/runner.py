@@ -143,8 +143,10 @@ async def run_shopify_sync(config, pool: asyncpg.Pool, stop_event: asyncio.Event
             while not stop_event.is_set():
                 try:
                     due = await connections.due_connections(pool, settings.concurrency * 4, lease_seconds(settings))
-                    for status, count in (await connections.connection_counts(pool)).items():
-                        metrics.CONNECTIONS.labels(status).set(count)
+                    counts = await connections.connection_counts(pool)
+                    # every status, 0 included: a status nobody is in any more must not keep its old count
+                    for status in sorted({*metrics.CONNECTION_STATUSES, *counts}):
+                        metrics.CONNECTIONS.labels(status).set(counts.get(status, 0))
                 except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
                     log.warning("shopify sync could not list due connections", extra={"error_type": type(exc).__name__})
                     due = []
