@@ -296,6 +296,9 @@ async def test_billing_page_shows_the_plan_and_starts_checkout(stack, browsers, 
     assert page.url == session["url"].split("#")[0] or page.url == session["url"]
     assert session["metadata"]["org_id"] == org["org_id"]
     assert session["success_url"].startswith(stack.api + "/app/")
+    # The click's own Idempotency-Key reached Stripe (convot-checkout-<org>-<plan>-<key>).
+    keys = [key for path, _params, key in stripe_fake.requests if path == "/v1/checkout/sessions"]
+    assert len(keys) == 1 and re.fullmatch(f"convot-checkout-{org['org_id']}-team-click-[0-9a-f]{{24}}", keys[0]), keys
 
 
 async def test_a_past_due_organisation_keeps_chatting_and_every_member_sees_the_banner(stack, browsers, owner_db):

@@ -35,8 +35,8 @@ export class Api {
     return readCookie("convot_csrf");
   }
 
-  async request(method, path, body, { quiet401 = false, retried = false } = {}) {
-    const headers = { Accept: "application/json" };
+  async request(method, path, body, { quiet401 = false, retried = false, headers: extra = null } = {}) {
+    const headers = { Accept: "application/json", ...(extra || {}) };
     const init = { method, headers, credentials: "same-origin", cache: "no-store" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -64,7 +64,7 @@ export class Api {
     }
     if (error.code === "unauthorized" && !quiet401 && this.onSignedOut) this.onSignedOut();
     if (error.code === "reauth_required" && !retried && this.onReauth) {
-      if (await this.onReauth()) return this.request(method, path, body, { quiet401, retried: true });
+      if (await this.onReauth()) return this.request(method, path, body, { quiet401, retried: true, headers: extra });
     }
     throw error;
   }

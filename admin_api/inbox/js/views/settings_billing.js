@@ -26,9 +26,11 @@ export async function billingSection(root, ctx) {
   const data = await ctx.api.get(base);
   if (!ctx.alive()) return;
   const error = errorLine();
+  // One Idempotency-Key per click: a request retried after re-authentication is the same one.
   const go = (button, path, body) => busy(button, async () => {
     try {
-      const answer = await ctx.api.post(path, body);
+      const key = "click-" + Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+      const answer = await ctx.api.post(path, body, { headers: { "Idempotency-Key": key } });
       window.location.assign(answer.url);
     } catch (e) {
       showError(error, e);
