@@ -18,6 +18,7 @@ import pytest
 from tests.fakes.shopify_partner import FakePartnerApi
 from tests.fakes.stripe_api import FakeStripe
 from tests.inbox.support import new_organisation, save_screenshot, sign_in
+from tests.inbox.test_core import core  # noqa: F401  (the fixture: pure modules in Chromium, no server)
 
 pytestmark = pytest.mark.browser
 
@@ -112,6 +113,30 @@ async def seed_revenue(owner_db, org_id: str) -> None:
 async def card_values(page) -> dict[str, str]:
     return await page.eval_on_selector_all(
         ".revenue-card", "els => Object.fromEntries(els.map(e => [e.dataset.metric, e.dataset.value]))")
+
+
+async def test_the_pure_helpers_pick_scope_and_range_and_scale_the_chart(core):
+    data = {"overall": {"30d": {"series": [{"at": "2026-01-01T00:00:00Z", "mrr": {"USD": "12.5000"}},
+                                           {"at": "2026-01-02T00:00:00Z", "mrr": {"EUR": "3.0000"}},
+                                           {"at": "2026-01-03T00:00:00Z", "mrr": {"USD": "80.0000"}}]}},
+            "apps": {APP_A: {"7d": {"series": []}}}}
+    result = await core("views/revenue", """
+        const p = m.chartPoints(m.metricsFor(arg, "overall", "30d"), "USD");
+        const chart = m.mrrChart(m.metricsFor(arg, "overall", "30d"), "USD", false);
+        const empty = m.mrrChart(m.metricsFor(arg, arg.app, "7d"), "USD", false);
+        return [p.points.map((x) => x.value), p.top, m.chartPoints({series: [{at: "x", mrr: {USD: "0"}}]}, "USD").top,
+                m.chartPoints({series: [{at: "x", mrr: {USD: "201"}}]}, "USD").top,
+                m.metricsFor(arg, arg.app, "30d"), m.metricsFor(arg, "gid://partners/App/1", "7d"),
+                m.money("960.0000", "USD"), m.money("24.9167", "EUR"),
+                chart.querySelector("svg").getAttribute("aria-label"), [...chart.querySelectorAll(".chart-y")].map((e) => e.textContent),
+                [...chart.querySelectorAll(".chart-x")].map((e) => e.textContent), chart.querySelectorAll("tbody tr").length,
+                empty.querySelector("svg").getAttribute("aria-label"), empty.querySelectorAll("path").length];
+    """, {**data, "app": APP_A})
+    assert result == [
+        [12.5, 0, 80], 100, 1, 250, None, None, "US$960.00", "€24.92",
+        "MRR in USD from US$12.50 on 1 Jan 2026 to US$80.00 on 3 Jan 2026, highest US$80.00",
+        ["US$0.00", "US$50.00", "US$100.00"], ["1 Jan 2026", "3 Jan 2026"], 3,
+        "No MRR data in this range", 0]
 
 
 async def test_dashboard_shows_the_api_figures_with_a_chart_per_app_and_period(stack, browsers, owner_db):
