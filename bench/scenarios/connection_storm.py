@@ -94,6 +94,7 @@ async def socket_part(tokens: list[str], common: dict, ctl) -> dict:
         def on_close(code: int) -> None:
             if not ready.done():
                 ready.set_exception(ConnectionError(f"close_{code}"))
+                ready.exception()       # marked seen: nobody awaits it when the handshake itself failed
             elif not state["closing"]:
                 error(f"unexpected_close_{code}")
                 ctl.add("closed")

@@ -135,6 +135,7 @@ class Participant:
         was_ready, self.ready, self.sock = self.ready, False, None
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(ConnectionError(f"close_{code}"))
+            self.waiter.exception()     # marked seen: nobody awaits it when the handshake itself failed
         if self.stopping:
             return
         if code not in RECONNECT_CLOSES:
