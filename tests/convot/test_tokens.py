@@ -123,7 +123,10 @@ def test_alg_none_and_hmac_confusion_are_refused(keyed):
     assert err.value.reason == "bad_signature"
 
 
-@pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "x" * 5000, None, 42])
+@pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "x" * 5000, None, 42,
+                                     "W10.e30.sig",                 # header is JSON, not an object
+                                     "!!!!.e30.sig", "e30=.e30.sig", "e.e30.sig", ".e30.sig",
+                                     "bm90IGpzb24.e30.sig"])        # base64 of "not json"
 def test_garbage_is_malformed(keyed, garbage):
     with pytest.raises(TokenError) as err:
         TokenVerifier(keyed).verify(garbage)
