@@ -120,6 +120,9 @@ async def _jobs(app: web.Application):
 
 
 def create_app(config: Config) -> web.Application:
+    # aiohttp's access log would write query strings (search terms, tokens in links) to the logs;
+    # our own request log line (middleware) names the route template instead.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # widget_cors is outermost: it sees the final answer, errors included (widget session only)
     app = web.Application(middlewares=[widget_session.widget_cors, boundary],
                           client_max_size=config.admin_api.max_body_bytes)

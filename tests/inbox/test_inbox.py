@@ -204,7 +204,8 @@ async def test_the_inbox_works_from_the_keyboard_with_labelled_regions(stack, br
     assert await agent.evaluate("() => document.activeElement.closest('dialog') !== null")
     await agent.keyboard.press("Escape")
     await dialog.wait_for(state="detached")
-    assert await agent.evaluate("() => document.activeElement.getAttribute('aria-label')") == "Delete message from You"
+    await agent.wait_for_function(
+        "() => document.activeElement && document.activeElement.getAttribute('aria-label') === 'Delete message from You'")
     assert "first line" in "".join(await inbox_bubbles(agent))       # nothing was deleted
     for landmark in ("navigation", "main"):
         assert await agent.get_by_role(landmark).count() >= 1
