@@ -59,7 +59,13 @@ def record_logs():
     previous = root.level
     root.addHandler(recorder)
     root.setLevel(logging.DEBUG)
+    # websockets logs every frame at DEBUG; the services never run it below WARNING
+    # (convot/logs.py), but the tests' own websocket clients would write their frames here.
+    frames = logging.getLogger("websockets")
+    frames_level = frames.level
+    frames.setLevel(logging.INFO)
     yield
+    frames.setLevel(frames_level)
     root.removeHandler(recorder)
     root.setLevel(previous)
 
