@@ -1,61 +1,31 @@
-"""A minimal RESP2 client for the two hot stream reads: the gateways' XREAD and the
-workers' XREADGROUP.
+"""A lean Redis connection for the hot paths: the gateways' XREAD, the workers' XREADGROUP
+and the router's pipelined appends.
 
-redis-py parses a reply element by element through awaits on a stream reader; a stream reply
-of a few hundred entries has ~20 elements per entry, and that parsing was the largest single
-CPU cost of a busy gateway and of a busy worker (profiles in docs/performance.md).  This
-client reads the whole reply into one buffer and parses it with a plain loop over
-``bytes.find`` (``parse_reply``, pure, tested alone).  It speaks only what the readers need:
-AUTH, SELECT, CLIENT ID, XREAD and XREADGROUP.  Everything else stays on redis-py.
+redis-py costs an await per reply element and a Python object per command; a stream reply
+of a few hundred entries has ~20 elements per entry.  This connection is an
+``asyncio.Protocol`` whose ``data_received`` feeds hiredis' C parser (``hiredis.Reader``,
+incremental: a reply split over many TCP reads is parsed once, not re-parsed from its start)
+and hands complete replies to the waiting calls in order.  Commands are encoded by
+``hiredis.pack_command``.  It speaks only what those paths need: AUTH, SELECT, CLIENT ID,
+XREAD, XREADGROUP and pipelines of arbitrary commands.  Everything else stays on redis-py
+(which uses the same hiredis parser when it is installed).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from urllib.parse import unquote, urlparse
 
-
-class Incomplete(Exception):
-    """The buffer does not hold a whole reply yet."""
+import hiredis
 
 
 class ReplyError(Exception):
-    """Redis answered with an error (-ERR ...)."""
+    """Redis answered with an error (-ERR ...); returned in place inside pipelines."""
 
 
-def parse_reply(buf: bytes | bytearray, pos: int = 0):
-    """One RESP2 value from ``buf`` at ``pos`` -> (value, next position).  Raises Incomplete."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise Incomplete
-    kind = buf[pos]
-    if kind == 36:                                  # $ bulk string
-        n = int(buf[pos + 1:end])
-        if n < 0:
-            return None, end + 2
-        start = end + 2
-        stop = start + n
-        if len(buf) < stop + 2:
-            raise Incomplete
-        return bytes(buf[start:stop]), stop + 2
-    if kind == 42:                                  # * array
-        n = int(buf[pos + 1:end])
-        if n < 0:
-            return None, end + 2
-        pos = end + 2
-        items = []
-        append = items.append
-        for _ in range(n):
-            value, pos = parse_reply(buf, pos)
-            append(value)
-        return items, pos
-    if kind == 58:                                  # : integer
-        return int(buf[pos + 1:end]), end + 2
-    if kind == 43:                                  # + simple string
-        return bytes(buf[pos + 1:end]), end + 2
-    if kind == 45:                                  # - error
-        return ReplyError(bytes(buf[pos + 1:end]).decode(errors="replace")), end + 2
-    raise ValueError(f"unexpected RESP type byte {kind!r}")
+def encode_command(*args) -> bytes:
+    return hiredis.pack_command(args)
 
 
 def xread_entries(reply) -> list:
@@ -73,17 +43,71 @@ def xread_entries(reply) -> list:
     return out
 
 
-def encode_command(*args) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if not isinstance(a, bytes):
-            a = str(a).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(parts)
+class _Waiter:
+    __slots__ = ("remaining", "replies", "future")
+
+    def __init__(self, n: int, future: asyncio.Future):
+        self.remaining = n
+        self.replies: list = []
+        self.future = future
+
+
+class _RespProtocol(asyncio.Protocol):
+    """Replies come back in command order: each goes to the oldest waiter still expecting one."""
+
+    def __init__(self):
+        self.parser = hiredis.Reader(replyError=ReplyError)
+        self.waiters: deque[_Waiter] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        parser.feed(data)
+        waiters = self.waiters
+        while waiters:
+            try:
+                reply = parser.gets()
+            except hiredis.ProtocolError as exc:
+                self._fail(ConnectionError(f"Redis protocol error: {exc}"))
+                self.transport.close()
+                return
+            if reply is False:
+                return
+            w = waiters[0]
+            w.replies.append(reply)
+            w.remaining -= 1
+            if w.remaining == 0:
+                waiters.popleft()
+                if not w.future.done():
+                    w.future.set_result(w.replies)
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self._fail(ConnectionError("Redis closed the connection"))
+
+    def _fail(self, exc: Exception) -> None:
+        while self.waiters:
+            w = self.waiters.popleft()
+            if not w.future.done():
+                w.future.set_exception(exc)
+
+    def send(self, data: bytes, n: int) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        if self.closed:
+            fut.set_exception(ConnectionError("Redis connection closed"))
+            return fut
+        self.waiters.append(_Waiter(n, fut))
+        self.transport.write(data)
+        return fut
 
 
 class StreamReaderConnection:
-    """One connection; ``await xread(positions, count, block)``; reconnects on demand."""
+    """One connection; reconnects on demand.  A call that fails or times out closes it, so a
+    late reply can never be taken for the answer to a later call."""
 
     def __init__(self, url: str):
         u = urlparse(url)
@@ -92,117 +116,86 @@ class StreamReaderConnection:
         self.password = unquote(u.password) if u.password else None
         self.username = unquote(u.username) if u.username else None
         self.db = int((u.path or "/0").lstrip("/") or 0)
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.buf = bytearray()
+        self.protocol: _RespProtocol | None = None
         self.client_id_value: int | None = None
 
     async def _call(self, *args):
-        self.writer.write(encode_command(*args))
-        return await self._reply()
-
-    async def _reply(self):
-        while True:
-            if self.buf:
-                try:
-                    value, pos = parse_reply(self.buf)
-                except Incomplete:
-                    pass
-                else:
-                    del self.buf[:pos]
-                    if isinstance(value, ReplyError):
-                        raise value
-                    return value
-            data = await self.reader.read(262144)
-            if not data:
-                raise ConnectionError("Redis closed the connection")
-            self.buf += data
+        reply = (await self.protocol.send(encode_command(*args), 1))[0]
+        if isinstance(reply, ReplyError):
+            raise reply
+        return reply
 
     async def connect(self) -> None:
         await self.close()
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        self.buf = bytearray()
-        if self.password:
-            if self.username:
-                await self._call("AUTH", self.username, self.password)
-            else:
-                await self._call("AUTH", self.password)
-        if self.db:
-            await self._call("SELECT", self.db)
-        self.client_id_value = await self._call("CLIENT", "ID")
+        loop = asyncio.get_running_loop()
+        _, self.protocol = await loop.create_connection(_RespProtocol, self.host, self.port)
+        try:
+            if self.password:
+                if self.username:
+                    await self._call("AUTH", self.username, self.password)
+                else:
+                    await self._call("AUTH", self.password)
+            if self.db:
+                await self._call("SELECT", self.db)
+            self.client_id_value = await self._call("CLIENT", "ID")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _read(self, *args) -> list:
+        if self.protocol is None or self.protocol.closed:
+            await self.connect()
+        try:
+            reply = await self._call(*args)
+        except (OSError, ReplyError) as exc:
+            await self.close()
+            raise ConnectionError(f"stream reader: {type(exc).__name__}: {exc}") from None
+        except BaseException:
+            await self.close()
+            raise
+        return xread_entries(reply)
 
     async def xread(self, positions: dict[bytes, bytes], count: int, block: int) -> list:
-        if self.writer is None:
-            await self.connect()
         keys = list(positions)
-        try:
-            reply = await self._call("XREAD", "COUNT", count, "BLOCK", block, "STREAMS", *keys,
-                                     *[positions[k] for k in keys])
-        except (OSError, asyncio.IncompleteReadError, ReplyError) as exc:
-            await self.close()
-            raise ConnectionError(f"stream reader: {type(exc).__name__}") from None
-        return xread_entries(reply)
+        return await self._read("XREAD", "COUNT", count, "BLOCK", block, "STREAMS", *keys,
+                                *[positions[k] for k in keys])
 
     async def xreadgroup(self, group: str, consumer: str, streams: dict, count: int, block: int) -> list:
         """XREADGROUP ... STREAMS k1 k2 ... id1 id2 ... ; the shape redis-py returns."""
-        if self.writer is None:
-            await self.connect()
         keys = list(streams)
-        try:
-            reply = await self._call("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block,
-                                     "STREAMS", *keys, *[streams[k] for k in keys])
-        except (OSError, asyncio.IncompleteReadError, ReplyError) as exc:
-            await self.close()
-            raise ConnectionError(f"stream reader: {type(exc).__name__}: {exc}") from None
-        return xread_entries(reply)
+        return await self._read("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block,
+                                "STREAMS", *keys, *[streams[k] for k in keys])
 
     async def pipeline(self, commands: list[tuple], timeout: float = 5.0) -> list:
         """Send every command at once, read every reply; a Redis error is returned in place
         (a ReplyError), a connection problem raises ConnectionError/TimeoutError."""
-        if self.writer is None:
+        if self.protocol is None or self.protocol.closed:
             await self.connect()
+        data = b"".join([hiredis.pack_command(c) for c in commands])
         try:
-            self.writer.write(b"".join(encode_command(*c) for c in commands))
-            return await asyncio.wait_for(self._replies(len(commands)), timeout)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            return await asyncio.wait_for(self.protocol.send(data, len(commands)), timeout)
+        except TimeoutError:
             await self.close()
-            if isinstance(exc, asyncio.TimeoutError):
-                raise
+            raise
+        except OSError as exc:
+            await self.close()
             raise ConnectionError(f"resp pipeline: {type(exc).__name__}") from None
-
-    async def _replies(self, n: int) -> list:
-        out = []
-        while len(out) < n:
-            pos = 0
-            while len(out) < n and pos < len(self.buf):
-                try:
-                    value, pos = parse_reply(self.buf, pos)
-                except Incomplete:
-                    break
-                out.append(value)
-            del self.buf[:pos]
-            if len(out) < n:
-                data = await self.reader.read(262144)
-                if not data:
-                    raise ConnectionError("Redis closed the connection")
-                self.buf += data
-        return out
+        except BaseException:
+            await self.close()
+            raise
 
     async def client_id(self) -> int:
         """This connection's id, for CLIENT UNBLOCK from another connection."""
-        if self.writer is None:
+        if self.protocol is None or self.protocol.closed:
             await self.connect()
         return self.client_id_value
 
     async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            try:
-                await self.writer.wait_closed()
-            except (OSError, ConnectionError):
-                pass
-        self.reader = self.writer = None
+        protocol, self.protocol = self.protocol, None
         self.client_id_value = None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
+            protocol._fail(ConnectionError("Redis connection closed"))
 
     async def aclose(self) -> None:
         await self.close()

@@ -445,19 +445,27 @@ class StreamDispatcher:
         return out
 
     async def dispatch(self, entries: list[tuple[str, bytes, dict]]) -> int:
-        by_org: dict[str, list[Event]] = {}
-        for stream, eid, fields in entries:
-            entry_id = eid.decode() if isinstance(eid, bytes) else eid
-            for ev in events_from_entry(self.streams[stream], entry_id, fields or {}):
-                by_org.setdefault(ev.org_id, []).append(ev)
         count = 0
-        if by_org:
-            # one transaction for the batch; the row-level-security scope switches per organisation
+        candidates = {f[b"o"] for _, _, f in entries if f and b"o" in f}
+        if candidates:
             async with self.pool.acquire() as conn:
-                async with conn.transaction():
-                    for org, events in by_org.items():
-                        await set_scope(conn, org_id=org)
-                        count += await enqueue(conn, org, events)
+                # Only organisations with an enabled endpoint get events built and enqueued: one
+                # round trip for the batch (as the enqueue's own join would decide, just earlier).
+                subscribed = {str(r[0]) for r in await conn.fetch(
+                    "SELECT convot_webhook_subscribed_orgs($1::uuid[])", [o.decode() for o in candidates])}
+                by_org: dict[str, list[Event]] = {}
+                for stream, eid, fields in entries:
+                    if not fields or fields.get(b"o", b"").decode() not in subscribed:
+                        continue
+                    entry_id = eid.decode() if isinstance(eid, bytes) else eid
+                    for ev in events_from_entry(self.streams[stream], entry_id, fields):
+                        by_org.setdefault(ev.org_id, []).append(ev)
+                if by_org:
+                    # one transaction for the batch; the row-level-security scope switches per organisation
+                    async with conn.transaction():
+                        for org, events in by_org.items():
+                            await set_scope(conn, org_id=org)
+                            count += await enqueue(conn, org, events)
         # committed: now the entries may be forgotten
         pipe = self.redis.pipeline(transaction=False)
         by_stream: dict[str, list] = {}

@@ -1,29 +1,44 @@
-"""The lean RESP reader of the stream reads: parsing alone, then against the real Redis."""
+"""The lean Redis connection of the hot paths: reply routing alone, then against the real Redis."""
 
 import pytest
 
-from engine.resp import Incomplete, ReplyError, StreamReaderConnection, encode_command, parse_reply, xread_entries
+from engine.resp import ReplyError, StreamReaderConnection, _RespProtocol, encode_command, xread_entries
 
 
-def test_parse_values():
-    assert parse_reply(b"+OK\r\n") == (b"OK", 5)
-    assert parse_reply(b":42\r\n") == (42, 5)
-    assert parse_reply(b"$3\r\nabc\r\n") == (b"abc", 9)
-    assert parse_reply(b"$-1\r\n") == (None, 5)
-    assert parse_reply(b"*-1\r\n") == (None, 5)
-    assert parse_reply(b"*2\r\n$1\r\na\r\n*1\r\n:7\r\n")[0] == [b"a", [7]]
-    err, _ = parse_reply(b"-ERR wrong\r\n")
-    assert isinstance(err, ReplyError) and "wrong" in str(err)
-    assert parse_reply(b"$6\r\nab\r\ncd\r\n")[0] == b"ab\r\ncd", "binary-safe bulk strings"
+class _Transport:
+    def __init__(self):
+        self.closed = False
+
+    def write(self, data):
+        pass
+
+    def close(self):
+        self.closed = True
 
 
-@pytest.mark.parametrize("cut", range(1, 30))
-def test_incomplete_replies_wait_for_more(cut):
-    whole = b"*2\r\n$5\r\nhello\r\n*2\r\n$1\r\nk\r\n$1\r\nv\r\n"
-    if cut < len(whole):
-        with pytest.raises(Incomplete):
-            parse_reply(whole[:cut])
-    assert parse_reply(whole)[0] == [b"hello", [b"k", b"v"]]
+async def test_replies_split_across_reads_go_to_their_callers_in_order():
+    proto = _RespProtocol()
+    proto.connection_made(_Transport())
+    first, second = proto.send(b"", 2), proto.send(b"", 1)
+    whole = b"*2\r\n$5\r\nhello\r\n*2\r\n$1\r\nk\r\n$1\r\nv\r\n-ERR wrong\r\n$6\r\nab\r\ncd\r\n"
+    for i in range(len(whole)):
+        proto.data_received(whole[i:i + 1])      # one byte per read: nothing is parsed twice
+    replies = await first
+    assert replies[0] == [b"hello", [b"k", b"v"]]
+    assert isinstance(replies[1], ReplyError) and "wrong" in str(replies[1])
+    assert await second == [b"ab\r\ncd"], "binary-safe bulk strings"
+
+
+async def test_connection_lost_fails_every_waiter():
+    proto = _RespProtocol()
+    proto.connection_made(_Transport())
+    pending = proto.send(b"", 3)
+    proto.data_received(b":1\r\n")
+    proto.connection_lost(None)
+    with pytest.raises(ConnectionError):
+        await pending
+    with pytest.raises(ConnectionError):
+        await proto.send(b"", 1)
 
 
 def test_encode_and_shape():
@@ -78,3 +93,14 @@ async def test_pipeline_returns_errors_in_place(servers, redis_client):
     finally:
         await conn.aclose()
         await redis_client.delete("test:p")
+
+
+async def test_pipeline_timeout_closes_the_connection_and_the_next_call_reconnects(servers, redis_client):
+    conn = StreamReaderConnection(servers.redis_url)
+    try:
+        with pytest.raises(TimeoutError):
+            await conn.pipeline([("BLPOP", "test:never", "1")], timeout=0.05)
+        assert conn.protocol is None, "a late BLPOP answer must not be read as the next reply"
+        assert await conn.pipeline([("PING",)]) == [b"PONG"]
+    finally:
+        await conn.aclose()

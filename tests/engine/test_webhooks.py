@@ -473,6 +473,26 @@ async def test_job_discovery_answers_organisation_ids_only(db, owner_db, config,
             assert await conn.fetchval("SELECT current_setting('convot.maintenance', true)") in (None, "")
 
 
+async def test_subscriber_discovery_names_only_orgs_with_an_enabled_endpoint(db, owner_db, config, tenant):
+    other, disabled_only, user = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4()   # other: no endpoint at all
+    async with owner_db.transaction():
+        await owner_db.execute("SELECT set_config('convot.org_id', $1, true)", disabled_only)
+        await owner_db.execute("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')", user,
+                               f"{user}@example.com")
+        await owner_db.execute("INSERT INTO organisations (id, name, super_owner_id) VALUES ($1, 'x', $2)",
+                               uuid.UUID(disabled_only), user)
+    await add_webhook(owner_db, config, tenant.org, "https://hooks.example.com/x")
+    await add_webhook(owner_db, config, disabled_only, "https://hooks.example.com/y", enabled=False)
+    async with db.acquire() as conn:
+        got = {str(r[0]) for r in await conn.fetch("SELECT convot_webhook_subscribed_orgs($1::uuid[])",
+                                                   [tenant.org, other, disabled_only])}
+        assert got == {tenant.org}
+        async with conn.transaction():
+            await conn.fetch("SELECT convot_webhook_subscribed_orgs($1::uuid[])", [tenant.org])
+            assert await conn.fetchval("SELECT count(*) FROM webhooks") == 0, "no rows without a scope"
+            assert await conn.fetchval("SELECT current_setting('convot.maintenance', true)") in (None, "")
+
+
 async def test_the_engine_worker_runs_dispatcher_and_delivery(servers, owner_db, engine, tenant):
     """`convot engine` (engine/worker.py serve) starts the webhook loops next to persistence."""
     from engine import worker
