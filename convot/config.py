@@ -117,6 +117,9 @@ class EngineSettings:
     workers: int = setting(1, _positive, "worker processes started by `convot up`")
     metrics_port: int = setting(9201, _port, "worker i of `convot up` serves /metrics on metrics_port + i")
     batch_max: int = setting(1000, _positive, "entries persisted per PostgreSQL transaction")
+    batch_linger_ms: int = setting(20, _between(0, 1000), "a consumer group reader (persistence, webhooks, "
+                                   "assignment) that read less than a full batch collects this long more "
+                                   "(fewer, larger transactions and acknowledgements under load)")
     claim_idle_ms: int = setting(15000, _positive, "pending entries idle this long are taken over")
     stream_retention: int = setting(100000, _positive, "persisted entries kept in Redis per shard")
     idempotency_ttl: int = setting(86400, _positive, "seconds a client_msg_id is remembered (retries answer the first ack)")

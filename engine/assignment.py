@@ -138,6 +138,7 @@ class Assigner:
         self._claim_cursor = {s: "0-0" for s in self.streams}
         self._last_claim = 0.0
         self._recheck_pending = True      # at start: our own entries left pending by a previous run
+        self.linger = config.engine.batch_linger_ms / 1000
 
     async def setup(self) -> None:
         for stream in self.streams:
@@ -164,6 +165,12 @@ class Assigner:
             reply = await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
                                                 count=READ_COUNT, block=block_ms)
             entries = self._flatten(reply)
+            if entries and len(entries) < READ_COUNT and self.linger:
+                # a partial batch: collect a little longer (one read and one XACK for many entries)
+                await asyncio.sleep(self.linger)
+                reply = await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
+                                                    count=READ_COUNT - len(entries))
+                entries += self._flatten(reply)
         if entries:
             await self.handle(entries)
         return len(entries)
@@ -230,9 +237,17 @@ class Assigner:
     async def _decide(self, job: NewConversation) -> tuple[Decision | None, bool]:
         org = job.org_id
         async with scoped(self.pool, org_id=org) as conn:
+            # Nothing to decide for an organisation on `manual` without an enabled rule: no lock,
+            # no record (the common case, and a burst of new conversations must stay cheap).
+            if await conn.fetchval(
+                    "SELECT assignment_strategy = 'manual' AND NOT EXISTS (SELECT 1 FROM assignment_rules r "
+                    "WHERE r.org_id = $1 AND r.enabled) FROM organisations WHERE id = $1", org) is not False:
+                return None, True            # manual without rules, or the organisation is gone
+            # NO KEY UPDATE: serialises this organisation's decisions without blocking the
+            # persisting worker, whose inserts take FOR KEY SHARE on the same row (foreign keys).
             settings = await conn.fetchrow(
                 "SELECT assignment_strategy, round_robin_cursor, timezone, business_hours FROM organisations "
-                "WHERE id = $1 FOR UPDATE", org)
+                "WHERE id = $1 FOR NO KEY UPDATE", org)
             if settings is None:
                 return None, True            # the organisation is gone
             prior = await conn.fetchrow(

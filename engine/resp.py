@@ -160,10 +160,11 @@ class StreamReaderConnection:
         return await self._read("XREAD", "COUNT", count, "BLOCK", block, "STREAMS", *keys,
                                 *[positions[k] for k in keys])
 
-    async def xreadgroup(self, group: str, consumer: str, streams: dict, count: int, block: int) -> list:
+    async def xreadgroup(self, group: str, consumer: str, streams: dict, count: int, block: int | None) -> list:
         """XREADGROUP ... STREAMS k1 k2 ... id1 id2 ... ; the shape redis-py returns."""
         keys = list(streams)
-        return await self._read("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block,
+        wait = () if block is None else ("BLOCK", block)
+        return await self._read("XREADGROUP", "GROUP", group, consumer, "COUNT", count, *wait,
                                 "STREAMS", *keys, *[streams[k] for k in keys])
 
     async def pipeline(self, commands: list[tuple], timeout: float = 5.0) -> list:

@@ -406,6 +406,7 @@ class StreamDispatcher:
         self._claim_cursor = {s: "0-0" for s in self.streams}
         self._last_claim = 0.0
         self._wake = wake
+        self.linger = config.engine.batch_linger_ms / 1000
 
     async def setup(self) -> None:
         for stream in self.streams:
@@ -424,15 +425,21 @@ class StreamDispatcher:
             self._last_claim = now
             entries = await self._claim()
         if not entries:
-            reply = await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
-                                                count=READ_COUNT, block=block_ms)
-            for stream, items in reply or ():
-                stream = stream.decode() if isinstance(stream, bytes) else stream
-                entries.extend((stream, eid, fields) for eid, fields in items)
+            await self._read(entries, block_ms)
+            if entries and len(entries) < READ_COUNT and self.linger:
+                await asyncio.sleep(self.linger)      # a partial batch: one round of queries for more
+                await self._read(entries, None)
         if not entries:
             return 0
         await self.dispatch(entries)
         return len(entries)
+
+    async def _read(self, entries: list, block_ms: int | None) -> None:
+        reply = await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
+                                            count=READ_COUNT - len(entries), block=block_ms)
+        for stream, items in reply or ():
+            stream = stream.decode() if isinstance(stream, bytes) else stream
+            entries.extend((stream, eid, fields) for eid, fields in items)
 
     async def _claim(self) -> list:
         out = []

@@ -2,8 +2,8 @@
 
 Each worker process is one consumer of the group ``persist`` on every shard stream:
 
-* XREADGROUP a batch (up to engine.batch_max entries), plan it (engine.persist), write it in
-  one transaction, and only after COMMIT: XACK and raise the conversations' persisted seq;
+* XREADGROUP a batch (up to engine.batch_max entries; a partial batch waits engine.batch_linger_ms
+  for more), plan it (engine.persist), write it in one transaction, and only after COMMIT: XACK and raise the conversations' persisted seq;
 * PostgreSQL down: keep the batch, retry with capped backoff, never acknowledge; live chat
   does not depend on the worker at all;
 * an entry that violates a constraint (its contact was erased meanwhile, ...) is isolated by
@@ -108,16 +108,24 @@ class Worker:
             entries = await self._claim()
             await self._trim()
         if not entries:
-            source = self.reader or self.redis
-            reply = await source.xreadgroup(keys.GROUP, self.consumer, {s: ">" for s in self.streams},
-                                            count=self.e.batch_max, block=READ_BLOCK_MS)
-            for stream, items in reply or ():
-                stream = stream.decode() if isinstance(stream, bytes) else stream
-                for entry_id, fields in items:
-                    entries.append((stream, entry_id, fields))
+            await self._read(entries, READ_BLOCK_MS)
+            if entries and len(entries) < self.e.batch_max and self.e.batch_linger_ms and not self.stopping:
+                # A partial batch: collect a little longer, so a busy shard set costs a few large
+                # transactions (one commit, one XACK, one persisted.lua each) instead of many small.
+                await asyncio.sleep(self.e.batch_linger_ms / 1000)
+                await self._read(entries, None)
         if entries:
             await self.persist(entries)
         return len(entries)
+
+    async def _read(self, entries: list, block: int | None) -> None:
+        source = self.reader or self.redis
+        reply = await source.xreadgroup(keys.GROUP, self.consumer, {s: ">" for s in self.streams},
+                                        count=self.e.batch_max - len(entries), block=block)
+        for stream, items in reply or ():
+            stream = stream.decode() if isinstance(stream, bytes) else stream
+            for entry_id, fields in items:
+                entries.append((stream, entry_id, fields))
 
     async def _claim(self) -> list:
         out = []

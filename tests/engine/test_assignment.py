@@ -123,6 +123,29 @@ async def test_round_robin_nine_new_conversations_go_three_three_three(make_assi
     assert all(r["applied_at"] is not None for r in outcomes)
 
 
+async def test_manual_without_rules_decides_nothing_and_a_rule_makes_it_decide(make_assigner, engine, presence, db,
+                                                                                 tenant):
+    await set_org(db, tenant.org, assignment_strategy="manual")
+    await online(db, presence, tenant.org, *tenant.agents)
+    assigner = await make_assigner()
+    plain = await start(engine, tenant, 0)
+    await until_idle(assigner)
+    assert await assignee(engine, tenant, plain) is None
+    async with scoped(db, org_id=tenant.org) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM auto_assignments WHERE org_id = $1", tenant.org) == 0
+    await add_rule(db, tenant.org, 1, [{"type": "keyword", "values": ["refund"]}],
+                   [{"type": "assign", "user_id": tenant.agents[1]}])
+    ruled = await start(engine, tenant, 1, "refund please")
+    other = await start(engine, tenant, 2, "hello")
+    await until_idle(assigner)
+    assert await assignee(engine, tenant, ruled) == tenant.agents[1]
+    assert await assignee(engine, tenant, other) is None
+    async with scoped(db, org_id=tenant.org) as conn:
+        rows = dict(await conn.fetch("SELECT conversation_id::text, outcome FROM auto_assignments WHERE org_id = $1",
+                                     tenant.org))
+    assert rows == {ruled: "rule_assigned", other: "manual"}
+
+
 async def test_offline_busy_and_absent_agents_get_none(make_assigner, engine, presence, db, tenant, owner_db):
     team = await seed_tenant(owner_db, agents=5, admins=0, contacts=6)
     a, b, busy, absent, offline = team.agents
