@@ -80,44 +80,49 @@ class Conn:
         self.seen: dict[bytes, object] | None = None   # conv -> last seq, or a list while resuming
         self.closed = False
         self.expiry: asyncio.TimerHandle | None = None
-        self.outbox: list[bytes] = []      # fan-out frames of the current stream batch
+        self.outbox: list[bytes] = []      # frames written during this loop iteration (corked)
 
     def write(self, data: bytes) -> None:
-        """Write one complete WebSocket frame; never blocks, never awaits."""
-        if self.closed or self.ws.protocol.state is not _OPEN:
+        """Queue one complete WebSocket frame; never blocks, never awaits.
+
+        Frames are corked: everything written to a socket during one event-loop iteration
+        (an ack, the stream events of every batch read meanwhile, ephemeral events) leaves in
+        ONE ``transport.write`` -- one send syscall -- when the gateway flushes its dirty
+        sockets at the start of the next iteration (``Gateway.flush``), in the order written."""
+        if self.closed:
             return
-        self.transport.write(data)
-        if self.transport.get_write_buffer_size() > self.buffer_limit:
-            self.gateway.kick(self, "slow_consumer")
+        out = self.outbox
+        out.append(data)
+        if len(out) == 1:
+            self.gateway.mark_dirty(self)
 
     def send(self, payload: bytes, kind: str) -> None:
         self.write(p.text_frame(payload))
         m.frames_out.labels(kind).inc()
 
+    def flush(self) -> None:
+        out = self.outbox
+        if not out:
+            return
+        self.outbox = []
+        if self.closed or self.ws.protocol.state is not _OPEN:
+            return
+        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.transport.get_write_buffer_size() > self.buffer_limit:
+            self.gateway.kick(self, "slow_consumer")
+
     async def write_paced(self, data: bytes) -> None:
         """A reply the client asked for (resume, history): may exceed the buffer bound, so it
         is written and then awaited until the socket has taken it below the bound, instead
         of counting as a slow consumer.  Only the requesting socket's own handler waits."""
+        self.flush()                     # what was queued before goes first
         if self.closed or self.ws.protocol.state is not _OPEN:
             return
         self.transport.write(data)
         if self.transport.get_write_buffer_size() > self.buffer_limit // 2:
             await self.ws.drain()
 
-    def push(self, data: bytes, dirty: list) -> None:
-        """Queue a fan-out frame; the fan-out flushes every queued socket once per batch."""
-        if not self.outbox:
-            dirty.append(self)
-        self.outbox.append(data)
-
-    def flush(self) -> None:
-        """One write (one send syscall) for all the frames this batch had for the socket."""
-        out = self.outbox
-        if out:
-            self.outbox = []
-            self.write(out[0] if len(out) == 1 else b"".join(out))
-
-    def deliver_message(self, conv: bytes, seq: int, data: bytes, dirty: list) -> None:
+    def deliver_message(self, conv: bytes, seq: int, data: bytes) -> None:
         seen = self.seen
         if seen is not None:
             state = seen.get(conv)
@@ -131,7 +136,7 @@ class Conn:
                 if seq <= state:
                     return                           # already replayed
                 seen[conv] = seq
-        self.push(data, dirty)
+        self.write(data)
 
 
 class Fanout:
@@ -234,7 +239,6 @@ class Fanout:
         now_ms = time.time() * 1000
         delivered = 0
         text_frame = p.text_frame
-        dirty: list[Conn] = []
         for entry_id, f in entries:
             org = f[b"o"]
             targets = agents.get(org)
@@ -248,22 +252,19 @@ class Fanout:
                 conv = f[b"c"]
                 seq = int(f[b"s"])
                 for conn in targets or ():
-                    conn.deliver_message(conv, seq, data, dirty)
+                    conn.deliver_message(conv, seq, data)
                 for conn in shop or ():
-                    conn.deliver_message(conv, seq, data, dirty)
+                    conn.deliver_message(conv, seq, data)
             else:
                 if targets:
                     data = text_frame(f[b"f"])
                     for conn in targets:
-                        conn.push(data, dirty)
+                        conn.write(data)
                 if shop:
                     data = text_frame(f[b"fs"])
                     for conn in shop:
-                        conn.push(data, dirty)
+                        conn.write(data)
             delivered += len(targets or ()) + len(shop or ())
-        # Frames of the batch go out together: one write per socket, in stream order.
-        for conn in dirty:
-            conn.flush()
         m.events.inc(len(entries))
         if delivered:
             m.deliveries.inc(delivered)
@@ -314,6 +315,22 @@ class Gateway:
         self.subjects: dict[tuple, tuple[float, str | None]] = {}
         self.draining = False
         self.presence = SocketPresence(Presence(config, redis, pool))   # member sockets -> availability
+        self.dirty: list[Conn] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- corked writes ---------------------------------------------------------------------------
+    def mark_dirty(self, conn: Conn) -> None:
+        if not self.dirty:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+        self.dirty.append(conn)
+
+    def flush(self) -> None:
+        """Write every socket's queued frames: one write per socket per loop iteration."""
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            conn.flush()
 
     # -- lifecycle of one socket -----------------------------------------------------------------
     async def handler(self, ws) -> None:
@@ -347,6 +364,8 @@ class Gateway:
     async def _close(self, conn: Conn, exc: GatewayError) -> None:
         code = exc.close_code or ERRORS["server_error"].close_code
         m.closes.labels(str(code)).inc()
+        if exc.code != "slow_consumer":
+            conn.flush()                     # frames queued before the error go out before the close
         if exc.code == "auth_failed":
             m.auth_failures.labels(exc.detail.split(":")[0][:32] if exc.detail else "unknown").inc()
         conn.closed = True
