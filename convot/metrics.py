@@ -235,7 +235,9 @@ async def collect_shard_stats(redis, streams: list[str], group: str) -> dict[int
 
 
 def shard_number(stream: str) -> int:
-    return int(stream.split("{", 1)[1].split("}", 1)[0])
+    from engine.keys import shard_of_stream
+
+    return shard_of_stream(stream)
 
 
 async def redis_memory(redis) -> dict[str, tuple[int, int]]:

@@ -26,6 +26,13 @@ def stream(shard: int) -> str:
     return f"cv:{{{shard}}}:s"
 
 
+def shard_of_stream(stream: str | bytes) -> int:
+    """The shard number in a stream key (``cv:{7}:s`` -> 7)."""
+    if isinstance(stream, bytes):
+        stream = stream.decode()
+    return int(stream.split("{", 1)[1].split("}", 1)[0])
+
+
 def ephemeral_channel(shard: int) -> str:
     """Typing, presence and read receipts of the shard's organisations (pub/sub, not stored)."""
     return f"cv:{{{shard}}}:e"

@@ -7,7 +7,9 @@ frames_in = Counter("convot_gateway_frames_in_total", "client frames by type", [
 frames_out = Counter("convot_gateway_frames_out_total", "server frames by kind", ["kind"])
 deliveries = Counter("convot_gateway_deliveries_total", "event frames written to sockets")
 events = Counter("convot_gateway_stream_events_total", "stream entries read by the fan-out")
+# Per shard (a number below engine.shards: bounded); sum by (le) for the whole gateway.
 delivery_latency = Histogram("convot_gateway_delivery_latency_seconds", "append-to-fan-out delay per event",
+                             ["shard"],
                              buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 appended = Counter("convot_gateway_messages_appended_total", "messages acknowledged to senders")
 slow_consumers = Counter("convot_gateway_slow_consumer_disconnects_total", "sockets cut for not reading")

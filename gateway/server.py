@@ -150,6 +150,7 @@ class Fanout:
         self.by_org: dict[str, set[Conn]] = {}
         self.shard_refs: dict[int, int] = {}
         self.positions: dict[bytes, bytes] = {}       # stream key -> last id read
+        self.latency: dict[bytes, object] = {}        # stream key -> its shard's latency histogram
         self.wake = asyncio.Event()
         self.reader_redis = None
         self.reader_id: int | None = None
@@ -232,9 +233,13 @@ class Fanout:
                 if stream not in self.positions or not entries:
                     continue
                 self.positions[stream] = entries[-1][0]
-                self.deliver(entries)
+                latency = self.latency.get(stream)
+                if latency is None:
+                    latency = self.latency[stream] = m.delivery_latency.labels(keys.shard_of_stream(stream))
+                self.deliver(entries, latency)
 
-    def deliver(self, entries) -> None:
+    def deliver(self, entries, latency) -> None:
+        """Fan one stream batch out; ``latency``: the shard's delivery-latency histogram."""
         agents, shoppers = self.agents, self.shoppers
         now_ms = time.time() * 1000
         delivered = 0
@@ -246,7 +251,7 @@ class Fanout:
             shop = shoppers.get(contact) if contact and f[b"v"] != b"m" else None
             if targets is None and shop is None:
                 continue
-            m.delivery_latency.observe(max(0.0, now_ms - int(entry_id.split(b"-", 1)[0])) / 1000)
+            latency.observe(max(0.0, now_ms - int(entry_id.split(b"-", 1)[0])) / 1000)
             if f[b"t"] == b"m":
                 data = text_frame(f[b"f"])
                 conv = f[b"c"]

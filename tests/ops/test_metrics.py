@@ -167,7 +167,7 @@ async def scraped(servers, tmp_path_factory):
         assert await asyncio.to_thread(wait_until, flood_socket_gone, 15)
         texts = {"gateway": scrape(gateway_url), "engine": scrape(engine_url), "admin-api": scrape(base + "/metrics")}
         yield {"texts": texts, "sent": sent, "agents": len(agents), "shoppers": len(shoppers), "logs": logs,
-               "tokens": [issuer.widget_token(tenant.org, tenant.contacts[0], tenant.app)[0]]}
+               "shards": cfg.engine.shards, "tokens": [issuer.widget_token(tenant.org, tenant.contacts[0], tenant.app)[0]]}
     finally:
         for s in sockets:
             s.sock.close()
@@ -189,6 +189,9 @@ def test_gateway_metrics(scraped):
     assert value(ss, "convot_gateway_deliveries_total") >= sent * (scraped["agents"] + 1)
     assert value(ss, "convot_gateway_delivery_latency_seconds_count") >= sent
     assert 0 < value(ss, "convot_gateway_delivery_latency_seconds_sum") < 60 * sent
+    # labelled per shard: every series names a shard below engine.shards
+    shards = {dict(ls)["shard"] for (n, ls) in ss if n == "convot_gateway_delivery_latency_seconds_count"}
+    assert shards and all(0 <= int(x) < scraped["shards"] for x in shards)
     assert value(ss, "convot_engine_append_batch_size_count") >= 1       # sends per Redis pipeline
     assert value(ss, "convot_engine_append_batch_size_sum") == sent
     assert value(ss, "convot_gateway_slow_consumer_disconnects_total") == 0
