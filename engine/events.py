@@ -32,13 +32,12 @@ def new_conversation_id() -> str:
     return str(uuid.uuid4())
 
 
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def is_uuid(value) -> bool:
-    if not isinstance(value, str) or len(value) != 36:
-        return False
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
+    """A UUID in its canonical text form (lowercase, hyphenated), as str(uuid.UUID(...)) gives."""
+    return isinstance(value, str) and len(value) == 36 and _UUID_RE.fullmatch(value) is not None
 
 
 def normalise_tag(raw: str) -> str | None:

@@ -98,7 +98,7 @@ class Conn:
 
     def send(self, payload: bytes, kind: str) -> None:
         self.write(p.text_frame(payload))
-        m.frames_out.labels(kind).inc()
+        m.frame_out(kind).inc()
 
     def flush(self) -> None:
         out = self.outbox
@@ -415,7 +415,7 @@ class Gateway:
                 continue
             try:
                 request = p.parse(raw, self.limits)
-                m.frames_in.labels(type(request).__name__).inc()
+                m.frame_in(type(request).__name__).inc()
                 conn.sm.accepts(request)
                 await self.dispatch(conn, request)
             except GatewayError as exc:
@@ -644,7 +644,7 @@ class Gateway:
             b'{"type":"history","ref":' + orjson.dumps(req.ref) + b',"conversation_id":"'
             + req.conversation_id.encode() + b'","more":' + (b"true" if more else b"false")
             + b',"messages":[' + b",".join(items) + b"]}"))
-        m.frames_out.labels("history").inc()
+        m.frame_out("history").inc()
 
     async def on_update(self, conn: Conn, req: p.UpdateConversation) -> None:
         pr = conn.principal
