@@ -11,7 +11,9 @@ Each worker process is one consumer of the group ``persist`` on every shard stre
   so one bad entry can never block a shard;
 * entries pending longer than engine.claim_idle_ms on another consumer (a dead worker) are
   taken over with XAUTOCLAIM;
-* streams are trimmed to engine.stream_retention, never below the oldest unacknowledged entry.
+* streams are trimmed to engine.stream_retention, never past an entry that any consumer group
+  (this one, ``webhooks``, ``assignment``...) has not read or acknowledged, unless that other
+  group is stale (engine/lua/trim.lua; docs/architecture.md, "Trimming").
 
 On cancellation (SIGTERM) the batch in hand is finished and acknowledged before returning.
 """
@@ -49,7 +51,17 @@ _PG_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceErro
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 READ_BLOCK_MS = 500
 MAINTENANCE_SECONDS = 1.0
+TRIM_STEP = 10000                     # entries removed per stream and trim call at most
+# A consumer group other than ours stops holding trimming back once none of its consumers has
+# read or claimed for this long (a feature removed, a renamed group, a dispatcher that died) ...
+STALE_GROUP_IDLE_MS = 10 * 60 * 1000
+# ... or, alive, once it needs more than this many times engine.stream_retention newest entries.
+STALE_GROUP_LAG_RETENTIONS = 2
 STOP_GRACE_SECONDS = 10.0
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -76,6 +88,9 @@ class Worker:
         self.stopping = False
         self._last_maintenance = 0.0
         self._claim_cursor = {s: "0-0" for s in self.streams}
+        self.stale_idle_ms = STALE_GROUP_IDLE_MS
+        self.stale_lag = STALE_GROUP_LAG_RETENTIONS * self.e.stream_retention
+        self._stale: dict[str, dict[str, str]] = {}   # stream -> stale group -> reason, as last logged
 
     async def setup(self) -> None:
         await self.scripts.load(self.redis)
@@ -149,9 +164,29 @@ class Worker:
 
     async def _trim(self) -> None:
         for stream in self.streams:
-            removed = await self.scripts.run(self.redis, "trim", [stream], [keys.GROUP, self.e.stream_retention, 10000])
+            reply = await self.scripts.run(self.redis, "trim", [stream], [
+                keys.GROUP, self.e.stream_retention, TRIM_STEP, self.stale_idle_ms, self.stale_lag])
+            removed, checked = int(reply[0]), int(reply[1])
             if removed:
                 m.trimmed.inc(removed)
+            if checked:
+                self._note_stale(stream, {_text(reply[i]): _text(reply[i + 1]) for i in range(2, len(reply) - 1, 2)})
+
+    def _note_stale(self, stream: str, now: dict[str, str]) -> None:
+        """Log a stale group once when trimming starts removing entries it needs, and once when
+        that stops (its consumers came back, or nothing it needs is left to trim)."""
+        before = self._stale.get(stream, {})
+        for group, reason in now.items():
+            if before.get(group) != reason:
+                why = "no consumer active" if reason == "idle" else "too far behind"
+                log.warning("consumer group %s of %s is stale (%s): trimming removes entries it has not "
+                            "read or acknowledged", group, stream, why)
+        for group in before.keys() - now.keys():
+            log.info("consumer group %s of %s no longer loses entries to trimming", group, stream)
+        if now:
+            self._stale[stream] = now
+        else:
+            self._stale.pop(stream, None)
 
     async def persist(self, entries: list[tuple[str, bytes, dict]]) -> None:
         started = time.monotonic()

@@ -1,14 +1,17 @@
 """Persistence: idempotent, order-independent writes; claims of dead consumers; trimming
-that never drops an unpersisted entry; poison entries isolated to dead letters."""
+that never drops an unpersisted entry, nor one another live consumer group still needs;
+poison entries isolated to dead letters."""
 
 import asyncio
+import logging
 import random
 import uuid
 
 import orjson
+import pytest
 
 from convot.db import scoped
-from engine import keys
+from engine import assignment, keys, webhooks
 from engine.client import EngineClient
 from engine.persist import plan, write
 from engine.worker import Worker
@@ -124,15 +127,129 @@ async def test_trim_keeps_every_unacknowledged_entry(config, db, owner_db, redis
     finally:
         await engine.close()
     taken = await redis_client.xreadgroup(keys.GROUP, "holder", {stream: ">"}, count=1000)
-    await worker.scripts.run(redis_client, "trim", [stream], [keys.GROUP, 1, 10000])
+    # Other tests' consumer groups share this shard stream; a lag cap of one entry passes them
+    # by, so only the persisting group's own protection is at stake here.
+    await worker.scripts.run(redis_client, "trim", [stream], [keys.GROUP, 1, 10000, 600000, 1])
     left = {f[b"c"].decode() == conv and f.get(b"s") for _, f in await redis_client.xrange(stream)}
     ours = [f for _, f in await redis_client.xrange(stream) if f[b"c"].decode() == conv and f[b"t"] == b"m"]
     assert [int(f[b"s"]) for f in ours] == [1, 2, 3, 4, 5, 6], left
     # Once everything is persisted and acknowledged, the stream is cut to its retention.
     await worker.persist([(stream, eid, f) for _, items in taken for eid, f in items])
     await redis_client.xack(stream, keys.GROUP, *[eid for _, items in taken for eid, _ in items])
-    await worker.scripts.run(redis_client, "trim", [stream], [keys.GROUP, 1, 10000])
+    await worker.scripts.run(redis_client, "trim", [stream], [keys.GROUP, 1, 10000, 600000, 1])
     assert await redis_client.xlen(stream) <= 2
+
+
+async def _own_stream(redis_client, n: int) -> tuple[str, list[bytes]]:
+    """A stream of ``n`` entries of its own (a shard stream's key shape, an unused hash tag)."""
+    stream = f"cv:{{trim-{uuid.uuid4().hex[:10]}}}:s"
+    pipe = redis_client.pipeline(transaction=False)
+    for i in range(n):
+        pipe.xadd(stream, {"n": str(i)})
+    return stream, await pipe.execute()
+
+
+async def _group(redis_client, stream: str, group: str, *, read: int, ack: int) -> None:
+    """``group`` from the start, one consumer that read ``read`` entries and acknowledged ``ack``."""
+    await redis_client.xgroup_create(stream, group, id="0")
+    if read:
+        taken = await redis_client.xreadgroup(group, f"{group}-c", {stream: ">"}, count=read)
+        if ack:
+            await redis_client.xack(stream, group, *[eid for eid, _ in taken[0][1][:ack]])
+
+
+def _trimmer(config, redis_client, stream: str) -> Worker:
+    worker = Worker(config, redis=redis_client, pool=None, consumer=f"t-{uuid.uuid4().hex[:6]}")
+    worker.streams = [stream]
+    return worker
+
+
+async def _ids(redis_client, stream: str) -> list[bytes]:
+    return [eid for eid, _ in await redis_client.xrange(stream)]
+
+
+@pytest.mark.parametrize("group", [webhooks.GROUP, assignment.GROUP])
+async def test_trim_keeps_what_a_lagging_group_has_not_read(config, redis_client, caplog, group):
+    cfg = config.replace(engine={"stream_retention": 10})
+    stream, ids = await _own_stream(redis_client, 25)
+    await _group(redis_client, stream, keys.GROUP, read=25, ack=25)   # everything persisted
+    await _group(redis_client, stream, group, read=10, ack=8)         # two pending, fifteen unread
+    worker = _trimmer(cfg, redis_client, stream)
+    with caplog.at_level(logging.INFO, logger="convot.engine.worker"):
+        await worker._trim()
+    assert await _ids(redis_client, stream) == ids[8:]        # not cut to the retention's 10
+    assert not [r for r in caplog.records if "stale" in r.getMessage()]
+    # Once the group has caught up, the stream comes down to its retention.
+    rest = await redis_client.xreadgroup(group, f"{group}-c", {stream: ">"}, count=100)
+    assert [eid for eid, _ in rest[0][1]] == ids[10:]
+    await redis_client.xack(stream, group, *ids[8:])
+    await worker._trim()
+    assert await _ids(redis_client, stream) == ids[-10:]
+
+
+async def test_a_stale_group_does_not_block_trimming(config, redis_client, caplog):
+    cfg = config.replace(engine={"stream_retention": 10})
+    stream, ids = await _own_stream(redis_client, 18)   # webhooks needs 17: within the lag cap (20)
+    await _group(redis_client, stream, keys.GROUP, read=18, ack=18)
+    await _group(redis_client, stream, webhooks.GROUP, read=3, ack=1)   # a dispatcher that then stopped
+    await _group(redis_client, stream, "retired", read=0, ack=0)         # never had a consumer
+    worker = _trimmer(cfg, redis_client, stream)
+    caplog.set_level(logging.INFO, logger="convot.engine.worker")
+    # A group without consumers is stale at once; the webhooks consumer was active just now.
+    await worker._trim()
+    assert await _ids(redis_client, stream) == ids[1:]
+    await asyncio.sleep(0.05)
+    worker.stale_idle_ms = 20          # its consumer has been idle longer than that now
+    await worker._trim()
+    await worker._trim()
+    assert await _ids(redis_client, stream) == ids[-10:]
+    warned = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert warned == [f"consumer group {name} of {stream} is stale (no consumer active): trimming removes "
+                      "entries it has not read or acknowledged" for name in ("retired", "webhooks")]
+    # The dispatcher comes back: what it still had pending or unread beyond the retention is
+    # gone, the rest is there; reading it ends the stale state.
+    caplog.clear()
+    back = await redis_client.xreadgroup(webhooks.GROUP, "webhooks-c", {stream: ">"}, count=100)
+    assert [eid for eid, _ in back[0][1]] == ids[-10:]
+    await redis_client.xack(stream, webhooks.GROUP, *ids)
+    await redis_client.xadd(stream, {"n": "18"})
+    await worker._trim()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"consumer group webhooks of {stream} no longer loses entries to trimming"]
+
+
+async def test_a_live_group_too_far_behind_keeps_only_the_lag_cap(config, redis_client, caplog):
+    cfg = config.replace(engine={"stream_retention": 5})
+    stream, ids = await _own_stream(redis_client, 25)
+    await _group(redis_client, stream, keys.GROUP, read=25, ack=25)
+    await _group(redis_client, stream, assignment.GROUP, read=2, ack=0)
+    worker = _trimmer(cfg, redis_client, stream)
+    assert worker.stale_lag == 10      # engine.stream_retention x STALE_GROUP_LAG_RETENTIONS
+    with caplog.at_level(logging.WARNING, logger="convot.engine.worker"):
+        await worker._trim()
+    assert await _ids(redis_client, stream) == ids[-10:]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"consumer group assignment of {stream} is stale (too far behind): trimming removes entries it "
+        "has not read or acknowledged"]
+
+
+async def test_trim_waits_for_the_persisting_group_however_stale(config, redis_client):
+    cfg = config.replace(engine={"stream_retention": 5})
+    stream, ids = await _own_stream(redis_client, 25)
+    await _group(redis_client, stream, keys.GROUP, read=3, ack=1)    # PostgreSQL down for a long time
+    worker = _trimmer(cfg, redis_client, stream)
+    await asyncio.sleep(0.05)
+    worker.stale_idle_ms = 20
+    await worker._trim()
+    assert await _ids(redis_client, stream) == ids[1:]
+
+
+async def test_trim_without_the_persisting_group_removes_nothing(config, redis_client):
+    cfg = config.replace(engine={"stream_retention": 5})
+    stream, ids = await _own_stream(redis_client, 25)
+    await _group(redis_client, stream, webhooks.GROUP, read=25, ack=25)
+    await _trimmer(cfg, redis_client, stream)._trim()
+    assert await _ids(redis_client, stream) == ids
 
 
 async def test_poison_entry_goes_to_dead_letters_and_the_rest_is_stored(config, db, owner_db, redis_client):
