@@ -96,9 +96,10 @@ async def api_key_resolver(request: web.Request) -> Principal | None:
         await throttle.add((BAD_KEY_IP, ip))
         raise ApiError("unauthorized", "Unknown or revoked API key.")
     r = app[keys.CONFIG].rest_api
-    wait = await throttle.hit((Limit("api_key", r.rate_limit, r.rate_window), key_id))
+    limit = Limit("api_key", r.rate_limit, r.rate_window)
+    wait = await throttle.hit((limit, key_id))
     if wait:
-        raise rate_limited(wait)
+        raise rate_limited(wait, limit)     # convot_rate_limited_total{limit="api_key"}
     return Principal(kind="api_key", via="bearer", org_id=row["org_id"], api_key_id=key_id,
                      scopes=frozenset(row["scopes"]))
 

@@ -2,6 +2,7 @@
 and confined to their organisation."""
 
 import pytest
+from prometheus_client import REGISTRY
 
 from admin_api import keys
 from convot.db import scoped
@@ -94,15 +95,22 @@ async def test_a_key_of_organisation_a_gets_404_in_organisation_b(client_factory
     assert (await owner_b.call("GET", f"/v1/orgs/{org_b}/conversations/{conv_b.body['id']}")).body["status"] == "open"
 
 
+def _rate_limited(limit: str) -> float:
+    return REGISTRY.get_sample_value("convot_rate_limited_total", {"limit": limit}) or 0.0
+
+
 async def test_last_use_is_recorded_and_keys_are_rate_limited(client_factory, app):
     owner, _, org = await owner_with_org(client_factory, app)
     api = await api_client(client_factory, owner, org, ["contacts:read"])
     other = await api_client(client_factory, owner, org, ["contacts:read"])
     path = f"/v1/orgs/{org}/contacts"
+    counted = {limit: _rate_limited(limit) for limit in ("api_key", "other")}
     statuses = [(await api.call("GET", path)).status for _ in range(RATE_LIMIT + 2)]
     assert statuses == [200] * RATE_LIMIT + [429, 429]
     limited = await api.call("GET", path)
     assert limited.code == "rate_limited" and 1 <= int(limited.headers["Retry-After"]) <= 60
+    # every 429 of a key is counted under its limit's name (the app runs in this process)
+    assert (_rate_limited("api_key"), _rate_limited("other")) == (counted["api_key"] + 3, counted["other"])
     assert (await other.call("GET", path)).status == 200, "the limit is per key"
     listed = {k["id"]: k for k in (await owner.call("GET", f"/v1/orgs/{org}/api-keys")).body["items"]}
     assert listed[api.key_id]["last_used_at"] is not None
