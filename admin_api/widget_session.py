@@ -32,6 +32,7 @@ from admin_api.throttle import Limit
 from convot.db import scoped
 from engine import keys as engine_keys
 from engine import webhooks
+from engine.availability import Presence
 from engine.contacts import move_live_conversations
 
 routes = RouteTable(tag="widget")
@@ -335,8 +336,9 @@ async def _view_data(call: Call, pool, org_id, contact_id) -> tuple[list[Session
             """SELECT u.id, u.name, u.avatar_url FROM members m JOIN users u ON u.id = m.user_id
                WHERE m.org_id = $1 ORDER BY (m.availability = 'online') DESC, m.created_at LIMIT $2""",
             org_id, MAX_AGENTS)
-        online = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM members WHERE org_id = $1 AND availability = 'online')", org_id)
+        # "Online" only when someone chose Online and has an inbox open (engine/availability.py),
+        # as the team presence frames the widget gets later say
+        team_state = await Presence(call.config, call.app[keys.REDIS], pool).team(conn, org_id)
     # the live sequence and status are in Redis (PostgreSQL may be a moment behind)
     shard = engine_keys.shard_of(str(org_id), call.config.engine.shards)
     live = []
@@ -353,7 +355,7 @@ async def _view_data(call: Call, pool, org_id, contact_id) -> tuple[list[Session
                 continue
             seq, status = max(seq, int(state[0] or 0)), (state[1] or b"open").decode()
         conversations.append(SessionConversation(id=r["id"], last_seq=seq, status=status))
-    team = SessionTeam(online=bool(online), agents=[
+    team = SessionTeam(online=team_state == "online", agents=[
         SessionAgent(id=a["id"], name=a["name"] or "",
                      avatar_url=a["avatar_url"] if (a["avatar_url"] or "").startswith(("https://", "http://")) else None)
         for a in agents])

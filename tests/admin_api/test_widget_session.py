@@ -9,6 +9,7 @@ from admin_api import keys
 from convot.db import scoped
 from convot.tokens import TokenVerifier
 from engine import keys as engine_keys
+from engine.availability import Presence
 from engine.worker import Worker
 from tests.admin_api.conftest import add_member, remember, signed_in
 from tests.admin_api.developer import create_app, owner_with_org, user_hash
@@ -256,6 +257,11 @@ async def test_team_and_live_state(app, shop, client_factory):
         await conn.execute("UPDATE users SET avatar_url = 'javascript:alert(1)' WHERE id = $1", agent_id)
     b = await shop.browser()
     s = (await b.session()).body
+    # chose Online, but no inbox open: the team is away (as the presence frames would say)
+    assert s["team"]["online"] is False and s["team"]["agents"][0]["id"] == str(agent_id)
+    # an inbox socket of the agent, as a gateway records it
+    await Presence(app[keys.CONFIG], app[keys.REDIS], app[keys.DB]).set_entries(
+        str(shop.org), [(str(agent_id), "inbox-widget-test", 600_000, "c")])
     ack = await app[keys.ENGINE].start_conversation(str(shop.org), s["contact"]["id"], shop.app["id"], body="x")
     await persist(app)
     await app[keys.ENGINE].send_message(str(shop.org), ack.conversation_id, type="outgoing", author_kind="member",
@@ -266,6 +272,9 @@ async def test_team_and_live_state(app, shop, client_factory):
     assert body["conversations"][0]["last_seq"] == 2, "the live sequence, ahead of PostgreSQL"
     shard = engine_keys.shard_of(str(shop.org), app[keys.CONFIG].engine.shards)
     assert await app[keys.REDIS].exists(engine_keys.meta(shard, ack.conversation_id))
+    async with scoped(app[keys.DB], org_id=shop.org) as conn:
+        await conn.execute("UPDATE members SET availability = 'busy' WHERE user_id = $1", agent_id)
+    assert (await b.session()).body["team"]["online"] is False, "an open inbox alone is not Online"
 
 
 async def test_sessions_are_throttled_per_ip(app, shop):
