@@ -1,4 +1,5 @@
-"""Bench tenants: organisations with agents, an app and contacts, written as the table owner."""
+"""Bench tenants: organisations with agents, an app and contacts (and, for steady-chat
+--partner-api-hang, a Shopify connection each), written as the table owner."""
 
 from __future__ import annotations
 
@@ -40,3 +41,23 @@ async def seed(owner_url: str, orgs: int, agents_per_org: int, contacts_per_org:
     finally:
         await conn.close()
     return out
+
+
+async def seed_shopify_connections(owner_url: str, encryptor, tenants: list[BenchTenant], partner_org_id: str,
+                                   token: str) -> None:
+    """A Shopify Partner connection for every tenant, stored as the admin API's connect flow
+    stores it (engine/shopify/connections.py: the token AES-256-GCM-encrypted and bound to the
+    organisation's row, status active) and due for sync at once."""
+    from engine.shopify.connections import token_aad
+
+    conn = await asyncpg.connect(owner_url)
+    try:
+        for t in tenants:
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('convot.org_id', $1, true)", t.org)
+                await conn.execute(
+                    "INSERT INTO shopify_connections (org_id, partner_org_id, token_enc, token_last4, status, "
+                    "next_sync_at) VALUES ($1, $2, $3, $4, 'active', now())",
+                    uuid.UUID(t.org), partner_org_id, encryptor.encrypt(token.encode(), token_aad(t.org)), token[-4:])
+    finally:
+        await conn.close()

@@ -10,6 +10,14 @@ The clients run in several processes (each its own uvloop) so the generator is n
 bottleneck; the system under test is either started here (embedded PostgreSQL and Redis,
 gateway and worker processes) or given by --gateway host:port[,host:port] plus the
 CONVOT_* environment of the running system.
+
+With --partner-api-hang every organisation also gets a Shopify connection, due at once, and
+the engine workers point at a local Partner API that never answers (bench/partner_hang.py):
+their sync runs hang on it (each until shopify.request_timeout, then the next due connection)
+while chat is measured (issue #8). The sending
+starts only once the hanging server holds a request; the result records the option, what the
+server received and held, the share of the sending time with a request held, and the
+workers' own sync metrics. A run whose hanging server saw no request is flagged and fails.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class Params:
     settle: float = 5.0           # seconds without a new delivery that end a run
     processes: int = 2
     body_bytes: int = 64
+    partner_api_hang: bool = False   # the engines' Shopify sync hangs on a local Partner API throughout
 
 
 @dataclass
@@ -60,6 +69,9 @@ def add_arguments(p) -> None:
     p.add_argument("--shards", type=int, default=16)
     p.add_argument("--redis-cluster", type=int, default=0, metavar="N",
                    help="run on a local N-node Redis Cluster (N >= 3) instead of one Redis")
+    p.add_argument("--partner-api-hang", action="store_true",
+                   help="give every organisation a Shopify connection and point the engine workers at a local "
+                        "Partner API that never answers (isolation of the revenue sync from chat)")
     add_report_arguments(p)          # --out, --compare, --no-plots
 
 
@@ -247,11 +259,25 @@ def plan_clients(cfg, tenants, p: Params) -> list[ClientPlan]:
     return plans
 
 
-def run(cfg, p: Params, host: str, ports: list[int], *, quiet: bool = False) -> RunResult:
-    from bench.seed import seed
+HANG_WAIT_SECONDS = 30.0   # for the first hanging request before sending (the sync loop polls every 5 s)
 
+
+def run(cfg, p: Params, host: str, ports: list[int], *, quiet: bool = False, partner_hang=None,
+        engine_metrics_ports: list[int] = ()) -> RunResult:
+    """``partner_hang`` (a started bench.partner_hang.HangingPartnerApi the engines point at) is
+    required with ``p.partner_api_hang``; ``engine_metrics_ports`` are scraped for its evidence."""
+    from bench.seed import seed, seed_shopify_connections
+
+    if p.partner_api_hang != (partner_hang is not None):
+        raise ValueError("partner_api_hang needs the hanging Partner API the engines point at, and only then")
     per_org = [p.shoppers // p.orgs + (1 if i < p.shoppers % p.orgs else 0) for i in range(p.orgs)]
     tenants = asyncio.run(seed(cfg.database.migrate_url, p.orgs, p.agents, per_org))
+    if partner_hang is not None:
+        from convot.crypto import Encryptor
+
+        asyncio.run(seed_shopify_connections(cfg.database.migrate_url, Encryptor.from_config(cfg), tenants,
+                                             partner_hang.partner_org_id, partner_hang.token))
+    hang_deadline = time.monotonic() + HANG_WAIT_SECONDS
     plans = plan_clients(cfg, tenants, p)
     random.Random(7).shuffle(plans)
     parts = [plans[i::p.processes] for i in range(p.processes)]
@@ -272,11 +298,18 @@ def run(cfg, p: Params, host: str, ports: list[int], *, quiet: bool = False) -> 
             results[slot] = res
             break
         time.sleep(0.05)
+    if partner_hang is not None:   # measure only with the hang in force
+        from bench.stack import wait_until
+
+        wait_until(lambda: partner_hang.stats().received > 0, max(0.0, hang_deadline - time.monotonic()), 0.1)
     start_at = time.time() + 1.0
     progress[3 * p.processes] = int(start_at * 1000)
     last = (0, 0)
     deadline = start_at + p.duration + p.settle + 120
+    sync_metrics, scraped = None, False     # the workers' sync metrics, read as the sending ends
     while len(results) < len(procs) and time.time() < deadline:
+        if partner_hang is not None and engine_metrics_ports and not scraped and time.time() >= start_at + p.duration:
+            sync_metrics, scraped = _scrape_sync(engine_metrics_ports), True
         try:
             slot, res = queue.get(timeout=1.0)
             results[slot] = res
@@ -295,7 +328,25 @@ def run(cfg, p: Params, host: str, ports: list[int], *, quiet: bool = False) -> 
     failed = [r["failed"] for r in results.values() if "failed" in r]
     if failed or len(results) < len(procs):
         raise RuntimeError(f"load generator failed: {failed or 'timeout'}")
-    return aggregate(p, results.values())
+    result = aggregate(p, results.values())
+    if partner_hang is not None:
+        from bench.partner_hang import hang_figures, held_seconds
+
+        if engine_metrics_ports and not scraped:
+            sync_metrics = _scrape_sync(engine_metrics_ports)
+        covered = held_seconds(partner_hang.changes(), start_at, start_at + p.duration)
+        figures, errors = hang_figures(partner_hang.stats(), covered, p.duration, sync_metrics)
+        if engine_metrics_ports and sync_metrics is None:
+            figures["engine_shopify_metrics"] = "unreachable"
+        result.figures.update(figures)
+        result.errors.update(errors)
+    return result
+
+
+def _scrape_sync(ports) -> dict | None:
+    from bench.partner_hang import scrape_engine_sync
+
+    return scrape_engine_sync(list(ports))
 
 
 def aggregate(p: Params, parts) -> RunResult:
@@ -335,17 +386,27 @@ def main(args) -> int:
     from bench.stack import EmbeddedServers, Services
 
     p = Params(shoppers=args.shoppers, orgs=args.orgs, agents=args.agents, rate=args.rate, duration=args.duration,
-               processes=args.processes)
+               processes=args.processes, partner_api_hang=args.partner_api_hang)
     servers = EmbeddedServers(redis_cluster=args.redis_cluster)
     cfg = servers.start().replace(engine={"shards": args.shards})
-    services = Services(cfg, gateways=args.gateways, workers=args.workers)
+    hang = services = None
     try:
+        if p.partner_api_hang:   # before the workers start: they read shopify.api_base once
+            from bench.partner_hang import HangingPartnerApi
+
+            hang = HangingPartnerApi()
+            cfg = cfg.replace(shopify={"api_base": hang.start()})
+        services = Services(cfg, gateways=args.gateways, workers=args.workers)
         services.start()
         print(f"steady-chat: {p.shoppers} shoppers, {p.orgs} orgs x {p.agents} agents, {p.rate:g} msg/s, "
-              f"{p.duration:g} s, {args.gateways} gateway(s), {args.workers} worker(s), {os.cpu_count()} CPUs",
-              file=sys.stderr)
-        result = run(cfg, p, "127.0.0.1", [cfg.gateway.port])
+              f"{p.duration:g} s, {args.gateways} gateway(s), {args.workers} worker(s), {os.cpu_count()} CPUs"
+              + (f", Partner API hanging at {hang.base_url}" if hang else ""), file=sys.stderr)
+        engine_ports = [port for name, port in services.metrics_ports.items() if name.startswith("engine")]
+        result = run(cfg, p, "127.0.0.1", [cfg.gateway.port], partner_hang=hang, engine_metrics_ports=engine_ports)
     finally:
-        services.stop()
+        if services is not None:
+            services.stop()
+        if hang is not None:     # after the workers: their requests are released by their own shutdown
+            hang.stop()
         servers.stop()
-    return finish(result, args)
+    return finish(result, args, ok=result.ok() and "partner_api_hang_not_exercised" not in result.errors)

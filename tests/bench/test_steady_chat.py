@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 
+from bench.partner_hang import HangingPartnerApi, HangStats, hang_figures, held_seconds
 from bench.results import RunResult, latency_summary, new_histogram
 from bench.scenarios.steady_chat import Params, aggregate, run
 from bench.stack import Services
@@ -25,6 +26,74 @@ async def test_short_steady_chat_has_no_loss_duplicates_or_reordering(config):
     assert (result.lost, result.duplicated, result.out_of_order) == (0, 0, 0)
     assert result.delivered == result.expected_deliveries and result.ok()
     assert result.latency["count"] == result.delivered
+
+
+async def test_short_steady_chat_with_the_partner_api_hanging(config):
+    hang = HangingPartnerApi()
+    base_url = await asyncio.to_thread(hang.start)
+    # A request timeout longer than the run: the same requests stay held from before the sending to the end.
+    cfg = config.replace(gateway={"rate_limit_per_second": 100.0},
+                         shopify={"api_base": base_url, "request_timeout": 300.0})
+    services = Services(cfg, gateways=1, workers=1).start()
+    try:
+        p = Params(shoppers=8, orgs=2, agents=2, rate=40.0, duration=3.0, settle=1.0, processes=1,
+                   partner_api_hang=True)
+        result = await asyncio.to_thread(run, cfg, p, "127.0.0.1", [cfg.gateway.port], quiet=True, partner_hang=hang,
+                                         engine_metrics_ports=[services.metrics_ports["engine-1"]])
+    finally:
+        await asyncio.to_thread(services.stop)
+        await asyncio.to_thread(hang.stop)
+    assert result.parameters["partner_api_hang"] is True
+    assert result.sent > 50 and result.acked == result.sent
+    assert (result.lost, result.duplicated, result.out_of_order) == (0, 0, 0)
+    assert result.delivered == result.expected_deliveries == result.acked * 3 and result.ok()
+    figures = result.figures
+    assert figures["partner_api_hang"] == "exercised" and "partner_api_hang_not_exercised" not in result.errors
+    assert figures["partner_api_requests_received"] >= 1
+    # held from before the sending began to its end, and the worker itself reports a sync in flight
+    assert figures["partner_api_hang_coverage_pct"] == 100.0
+    assert figures["engine_shopify_syncs_running_at_end_of_sending"] >= 1
+    assert hang.stats().held == 0                 # stopping released every held request
+
+
+async def test_hanging_partner_api_holds_requests_until_the_client_gives_up_or_it_stops():
+    import aiohttp
+
+    from bench.stack import wait_until
+
+    hang = HangingPartnerApi()
+    base_url = await asyncio.to_thread(hang.start)
+    url = f"{base_url}/{hang.partner_org_id}/api/2025-07/graphql.json"
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(asyncio.TimeoutError):      # never answered: the client's own timeout ends it
+                await session.post(url, data=b"{}", headers={"X-Shopify-Access-Token": hang.token},
+                                   timeout=aiohttp.ClientTimeout(total=0.5))
+            assert await asyncio.to_thread(wait_until, lambda: hang.stats().abandoned == 1, 10)
+            held = asyncio.ensure_future(session.post(url, data=b"{}", headers={"X-Shopify-Access-Token": "other"}))
+            assert await asyncio.to_thread(wait_until, lambda: hang.stats().held == 1, 10)
+            await asyncio.to_thread(hang.stop)
+            async with await held as resp:                   # stopping answers what is still held
+                assert resp.status == 503
+    finally:
+        await asyncio.to_thread(hang.stop)
+    assert hang.stats() == HangStats(received=2, bench_requests=1, held=0, max_held=1, abandoned=1)
+
+
+def test_held_seconds_counts_only_time_with_a_request_held_inside_the_window():
+    changes = [(5.0, 1), (8.0, 2), (12.0, 0), (15.0, 1)]
+    assert held_seconds(changes, 0.0, 20.0) == 12.0     # 5-12 and 15-20
+    assert held_seconds(changes, 10.0, 16.0) == 3.0     # 10-12 and 15-16
+    assert held_seconds(changes, 12.0, 15.0) == 0.0
+    assert held_seconds([], 0.0, 10.0) == 0.0
+
+
+def test_a_hang_run_whose_server_received_nothing_is_flagged():
+    figures, errors = hang_figures(HangStats(0, 0, 0, 0, 0), 0.0, 30.0)
+    assert figures["partner_api_hang"].startswith("NOT EXERCISED") and errors == {"partner_api_hang_not_exercised": 1}
+    figures, errors = hang_figures(HangStats(3, 3, 0, 2, 1), 27.0, 30.0, {"engine_shopify_sync_runs_failed": 1})
+    assert figures["partner_api_hang"] == "exercised" and errors == {}
+    assert figures["partner_api_hang_coverage_pct"] == 90.0 and figures["engine_shopify_sync_runs_failed"] == 1
 
 
 def test_aggregate_counts_loss_duplicates_and_reordering():
