@@ -21,6 +21,7 @@ Refusals raise :class:`engine.errors.EngineError` with a stable ``code``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from convot.config import Config
 from convot.db import scoped
 from engine import keys
+from engine.batch import TurnBatcher
 from engine.errors import EngineError
 from engine.events import (
     AUTHOR_KINDS, CHANNELS, CLIENT_MSG_ID_RE, MAX_META_BYTES, MESSAGE_TYPES, STATUSES, actor_json,
@@ -106,6 +108,11 @@ class EngineClient:
         self.router = ShardRouter(self.redis, self.scripts, shards=self.shards, idem_ttl=e.idempotency_ttl,
                                   recent_cap=e.recent_messages, meta_ttl=e.conversation_ttl, metrics=metrics,
                                   conn=self._append_conn)
+        # Ephemeral events (typing, presence, read receipts) of one loop turn: one pipeline of
+        # PUBLISH on a lean connection of their own (engine/batch.py), e.g. a reconnect wave's
+        # presence announcements.
+        self._publish_conn = None if config.redis.cluster else StreamReaderConnection(config.redis.url)
+        self._publishes = TurnBatcher(self._publish_batch)
 
     async def start(self) -> None:
         await self.scripts.load(self.redis)
@@ -114,6 +121,9 @@ class EngineClient:
         await self.router.close()
         if self._append_conn is not None:
             await self._append_conn.aclose()
+        if self._publish_conn is not None:
+            await self._publishes.idle()
+            await self._publish_conn.aclose()
         if self._own_redis:
             await self.redis.aclose()
 
@@ -415,9 +425,15 @@ class EngineClient:
         audience = "o" if everyone else ("m" if members_only else "a")
         header = f"{org_id}|{contact_id}|{audience}|{sender}|".encode()
         try:
-            await self.redis.publish(keys.ephemeral_channel(self.shard_of(org_id)), header + frame)
+            await self._publishes.submit((keys.ephemeral_channel(self.shard_of(org_id)), header + frame))
         except _REDIS_DOWN:
             raise EngineError("unavailable", "Redis unavailable") from None
+
+    async def _publish_batch(self, items: list[tuple[str, bytes]]) -> list:
+        if self._publish_conn is None:      # Redis Cluster: each channel through the cluster client
+            return await asyncio.gather(*(self.redis.publish(c, d) for c, d in items), return_exceptions=True)
+        replies = await self._publish_conn.pipeline([("PUBLISH", c, d) for c, d in items])
+        return [ConnectionError(f"publish: {r}") if isinstance(r, Exception) else r for r in replies]
 
     async def publish_control(self, event: dict) -> None:
         """Revocations.  Writes the record that stops reconnection, then tells every gateway.

@@ -37,6 +37,8 @@ from engine import keys
 from engine.availability import Presence, SocketPresence
 from engine.client import KEEP, EngineClient, create_redis
 from engine.errors import EngineError
+from engine.batch import TurnBatcher
+from engine.events import is_uuid
 from engine.resp import StreamReaderConnection
 from engine.events import ack_frame, error_frame
 from gateway import authz
@@ -322,6 +324,11 @@ class Gateway:
         self.presence = SocketPresence(Presence(config, redis, pool))   # member sockets -> availability
         self.dirty: list[Conn] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Authentication lookups of one loop turn share one round trip each (engine/batch.py):
+        # a connection storm costs one MGET and one PostgreSQL call per turn, not per socket.
+        self.lookup_conn = None if config.redis.cluster else StreamReaderConnection(config.redis.url)
+        self.revocations = TurnBatcher(self._revocation_records)
+        self.subject_checks = TurnBatcher(self._subject_problems)
 
     # -- corked writes ---------------------------------------------------------------------------
     def mark_dirty(self, conn: Conn) -> None:
@@ -462,9 +469,9 @@ class Gateway:
     async def _check_subject(self, claims) -> None:
         """Revocation records (always), then the subject's existence (cached; skipped if PG is down)."""
         try:
-            records = await self.redis.mget(keys.revoked_token(claims.jti),
-                                             keys.revoked_subject(claims.org, claims.sub),
-                                             keys.revoked_org(claims.org))
+            records = await self.revocations.submit((keys.revoked_token(claims.jti),
+                                                     keys.revoked_subject(claims.org, claims.sub),
+                                                     keys.revoked_org(claims.org)))
         except _REDIS_DOWN:
             raise GatewayError("backend_unavailable") from None
         refused = authz.revocation(claims, *records)
@@ -490,20 +497,27 @@ class Gateway:
     async def _subject_problem(self, claims) -> str | None:
         if self.pool is None:
             return None
-        async with scoped(self.pool, org_id=claims.org) as conn:
-            if claims.role == "shopper":
-                row = await conn.fetchrow(
-                    "SELECT EXISTS (SELECT 1 FROM contacts WHERE org_id = $1 AND id = $2) AS contact, "
-                    "EXISTS (SELECT 1 FROM apps WHERE org_id = $1 AND id = $3) AS app",
-                    claims.org, claims.contact_id, claims.app_id)
-                return None if row["contact"] and row["app"] else "wrong_organisation"
-            row = await conn.fetchrow("SELECT role, token_version FROM members WHERE org_id = $1 AND user_id = $2",
-                                      claims.org, claims.sub)
-        if row is None:
-            return "wrong_organisation"
-        if row["role"] != claims.role or row["token_version"] != claims.version:
-            return "stale_token"
-        return None
+        if not all(is_uuid(v) for v in (claims.org, claims.sub, claims.contact_id or claims.sub,
+                                         claims.app_id or claims.sub)):
+            return "wrong_organisation"      # signed, but not ids we issue: never a row
+        return await self.subject_checks.submit(
+            {"org": claims.org, "role": claims.role, "sub": claims.sub, "contact": claims.contact_id,
+             "app": claims.app_id, "version": claims.version})
+
+    async def _subject_problems(self, checks: list[dict]) -> list:
+        """One round trip for every subject check of a loop turn (convot_subject_problems,
+        migration 0601: the row-level-security scope is switched per check inside)."""
+        async with self.pool.acquire() as conn:
+            return await conn.fetchval("SELECT convot_subject_problems($1::jsonb)", checks)
+
+    async def _revocation_records(self, triples: list[tuple]) -> list:
+        """The revocation records of every socket authenticating in a loop turn: one MGET."""
+        if self.lookup_conn is None:        # Redis Cluster: the keys live in different slots
+            return await asyncio.gather(*(self.redis.mget(*t) for t in triples), return_exceptions=True)
+        (values,) = await self.lookup_conn.pipeline([("MGET", *[k for t in triples for k in t])])
+        if isinstance(values, Exception):
+            raise ConnectionError(f"revocation lookup: {values}")
+        return [values[i:i + 3] for i in range(0, len(values), 3)]
 
     # -- frames ----------------------------------------------------------------------------------
     async def dispatch(self, conn: Conn, req) -> None:
@@ -832,6 +846,8 @@ async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
             await asyncio.gather(*list(gateway.tasks), return_exceptions=True)
         await gateway.presence.close(presence_writer)   # closed sockets start their grace period
         await engine.close()
+        if gateway.lookup_conn is not None:
+            await gateway.lookup_conn.aclose()
         await reader_redis.aclose()
         await redis.aclose()
         if pool is not None:
