@@ -13,7 +13,7 @@ import os
 import sys
 
 from bench.report import add_report_arguments, finish
-from bench.scenarios.steady_chat import Params, run
+from bench.scenarios.steady_chat import Params, add_warmup_argument, run
 
 
 def add_arguments(p) -> None:
@@ -21,6 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--shoppers", type=int, default=50, help="shoppers sending")
     p.add_argument("--rate", type=float, default=50.0, help="messages per second in total")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of sending")
+    add_warmup_argument(p)
     p.add_argument("--processes", type=int, default=2, help="load-generator processes")
     p.add_argument("--gateways", type=int, default=1, help="gateway processes to start (sharing one port)")
     p.add_argument("--workers", type=int, default=1)
@@ -29,13 +30,13 @@ def add_arguments(p) -> None:
 
 def params(args) -> Params:
     return Params(shoppers=args.shoppers, orgs=1, agents=args.agents, rate=args.rate, duration=args.duration,
-                  processes=args.processes)
+                  processes=args.processes, warmup=args.warmup)
 
 
 def run_fan_out(cfg, p: Params, host: str, ports: list[int], *, quiet: bool = False):
     result = run(cfg, p, host, ports, quiet=quiet)
     result.scenario = "fan-out"
-    result.figures = {"recipients_per_message": p.agents + 1,
+    result.figures = {**result.figures, "recipients_per_message": p.agents + 1,
                       "deliveries_per_message": round(result.delivered / max(1, result.acked), 2)}
     return result
 

@@ -4,7 +4,9 @@ Every shopper opens a conversation and sends at R/S messages per second; every a
 organisation and the shopper itself (echo) must receive each acknowledged message exactly
 once, in sequence order.  Reports sent, acked, delivered, lost, duplicated and out-of-order
 counts and the end-to-end latency (send -> receipt, both clocks of this machine)
-percentiles from an HDR histogram.
+percentiles from an HDR histogram.  The first --warmup seconds of sending (default 5), in which
+every shopper opens its conversation, are checked like the rest but kept out of the latency
+percentiles: the figure is the steady state.
 
 The clients run in several processes (each its own uvloop) so the generator is not the
 bottleneck; the system under test is either started here (embedded PostgreSQL and Redis,
@@ -47,6 +49,7 @@ class Params:
     processes: int = 2
     body_bytes: int = 64
     partner_api_hang: bool = False   # the engines' Shopify sync hangs on a local Partner API throughout
+    warmup: float = 0.0           # seconds of sending before the measured window (not in the latency)
 
 
 @dataclass
@@ -63,6 +66,7 @@ def add_arguments(p) -> None:
     p.add_argument("--agents", type=int, default=3, help="agents per organisation")
     p.add_argument("--rate", type=float, default=1000.0, help="messages per second in total")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of sending")
+    add_warmup_argument(p)
     p.add_argument("--processes", type=int, default=2, help="load-generator processes")
     p.add_argument("--gateways", type=int, default=1, help="gateway processes to start (sharing one port)")
     p.add_argument("--workers", type=int, default=1, help="engine worker processes to start")
@@ -73,6 +77,14 @@ def add_arguments(p) -> None:
                    help="give every organisation a Shopify connection and point the engine workers at a local "
                         "Partner API that never answers (isolation of the revenue sync from chat)")
     add_report_arguments(p)          # --out, --compare, --no-plots
+
+
+def add_warmup_argument(p) -> None:
+    p.add_argument("--warmup", type=float, default=5.0,
+                   help="seconds of sending before the measured window: every shopper opens its conversation "
+                        "then (a burst of conversation starts); those messages are checked for loss, "
+                        "duplicates and order but kept out of the latency percentiles (0: measure from the "
+                        "first message)")
 
 
 # ---- one load-generator process ------------------------------------------------------------
@@ -99,6 +111,7 @@ async def _run_part(host: str, ports: list[int], plans: list[ClientPlan], p: Par
     errors: dict[str, int] = {}
     counters = {"sent": 0, "delivered": 0}
     sockets = []
+    measure_from = [2 ** 63]     # send time (ns) from which latency is recorded: set at the start barrier
 
     def on_frame_for(rcv: Receiver, waiters: dict):
         def on_frame(payload: bytes) -> None:
@@ -116,7 +129,7 @@ async def _run_part(host: str, ports: list[int], plans: list[ClientPlan], p: Par
                     rcv.ooo += 1
                 rcv.last[conv] = seq
                 sent_ns = (msg.get("meta") or {}).get("t")
-                if sent_ns:
+                if sent_ns and sent_ns >= measure_from[0]:
                     now_ns = time.time_ns()
                     hist.record_value(max(1, (now_ns - sent_ns) // 1000))
                     timeline.record(now_ns / 1e9, (now_ns - sent_ns) // 1000)
@@ -168,10 +181,11 @@ async def _run_part(host: str, ports: list[int], plans: list[ClientPlan], p: Par
     while progress[len(progress) - 1] == 0:
         await asyncio.sleep(0.02)
     start_at = progress[len(progress) - 1] / 1000
-    timeline.t0 = start_at
+    measure_from[0] = int((start_at + p.warmup) * 1e9)
+    timeline.t0 = start_at + p.warmup
     body = "x" * p.body_bytes
     interval = p.shoppers / p.rate
-    stop_at = start_at + p.duration
+    stop_at = start_at + p.warmup + p.duration
 
     async def shopper(index: int, plan: ClientPlan, sock, waiters: dict) -> None:
         conv = None
@@ -305,10 +319,10 @@ def run(cfg, p: Params, host: str, ports: list[int], *, quiet: bool = False, par
     start_at = time.time() + 1.0
     progress[3 * p.processes] = int(start_at * 1000)
     last = (0, 0)
-    deadline = start_at + p.duration + p.settle + 120
+    deadline = start_at + p.warmup + p.duration + p.settle + 120
     sync_metrics, scraped = None, False     # the workers' sync metrics, read as the sending ends
     while len(results) < len(procs) and time.time() < deadline:
-        if partner_hang is not None and engine_metrics_ports and not scraped and time.time() >= start_at + p.duration:
+        if partner_hang is not None and engine_metrics_ports and not scraped and time.time() >= start_at + p.warmup + p.duration:
             sync_metrics, scraped = _scrape_sync(engine_metrics_ports), True
         try:
             slot, res = queue.get(timeout=1.0)
@@ -334,7 +348,8 @@ def run(cfg, p: Params, host: str, ports: list[int], *, quiet: bool = False, par
 
         if engine_metrics_ports and not scraped:
             sync_metrics = _scrape_sync(engine_metrics_ports)
-        covered = held_seconds(partner_hang.changes(), start_at, start_at + p.duration)
+        measured = start_at + p.warmup
+        covered = held_seconds(partner_hang.changes(), measured, measured + p.duration)
         figures, errors = hang_figures(partner_hang.stats(), covered, p.duration, sync_metrics)
         if engine_metrics_ports and sync_metrics is None:
             figures["engine_shopify_metrics"] = "unreachable"
@@ -377,8 +392,10 @@ def aggregate(p: Params, parts) -> RunResult:
     result.latency = latency_summary(hist)
     result.latency_distribution = distribution(hist)
     result.timeline = merge_timelines([part.get("timeline") for part in parts])
-    result.duration_s = p.duration
-    result.deliveries_per_s = round(result.delivered / p.duration, 1) if p.duration else 0.0
+    result.duration_s = p.warmup + p.duration        # sending time: every delivery of it is checked
+    result.deliveries_per_s = round(result.delivered / result.duration_s, 1) if result.duration_s else 0.0
+    if p.warmup:
+        result.figures["latency_window"] = f"messages sent after the first {p.warmup:g} s (warm-up) of sending"
     return result
 
 
@@ -386,7 +403,7 @@ def main(args) -> int:
     from bench.stack import EmbeddedServers, Services
 
     p = Params(shoppers=args.shoppers, orgs=args.orgs, agents=args.agents, rate=args.rate, duration=args.duration,
-               processes=args.processes, partner_api_hang=args.partner_api_hang)
+               processes=args.processes, partner_api_hang=args.partner_api_hang, warmup=args.warmup)
     servers = EmbeddedServers(redis_cluster=args.redis_cluster)
     cfg = servers.start().replace(engine={"shards": args.shards})
     hang = services = None
@@ -399,7 +416,7 @@ def main(args) -> int:
         services = Services(cfg, gateways=args.gateways, workers=args.workers)
         services.start()
         print(f"steady-chat: {p.shoppers} shoppers, {p.orgs} orgs x {p.agents} agents, {p.rate:g} msg/s, "
-              f"{p.duration:g} s, {args.gateways} gateway(s), {args.workers} worker(s), {os.cpu_count()} CPUs"
+              f"{p.duration:g} s (+{p.warmup:g} s warm-up), {args.gateways} gateway(s), {args.workers} worker(s), {os.cpu_count()} CPUs"
               + (f", Partner API hanging at {hang.base_url}" if hang else ""), file=sys.stderr)
         engine_ports = [port for name, port in services.metrics_ports.items() if name.startswith("engine")]
         result = run(cfg, p, "127.0.0.1", [cfg.gateway.port], partner_hang=hang, engine_metrics_ports=engine_ports)
