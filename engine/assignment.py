@@ -17,8 +17,9 @@ For each one, in one PostgreSQL transaction scoped to the organisation:
 After COMMIT the decision goes through :meth:`EngineClient.update_conversation` (actor
 ``{"kind": "system", "id": "auto_assign"}``), i.e. a ``conversation.update`` entry with the
 change ``assignment`` that every inbox socket sees live and that the webhook dispatcher turns
-into ``conversation.assigned``.  A conversation someone assigned by hand in the meantime keeps
-its assignee.  Only then is the stream entry acknowledged: a worker that dies in between leaves
+into ``conversation.assigned``.  It assigns only if the conversation is still unassigned,
+decided atomically inside ``update.lua`` (``only_if_unassigned``): a conversation someone
+assigned by hand in the meantime keeps its assignee (outcome ``already_assigned``).  Only then is the stream entry acknowledged: a worker that dies in between leaves
 it pending, another takes it over (``workflow.assignment_claim_idle_ms``) and finds the
 decision.
 
@@ -289,19 +290,16 @@ class Assigner:
         org, conv = job.org_id, job.conversation_id
         outcome = decision.outcome
         try:
-            current = await self.engine.conversation(org, conv)
-            if current is None:
+            if decision.assignee is not None or decision.tags:
+                # "only if unassigned" is decided inside update.lua, atomically: an assignee set by
+                # hand at any moment before this call stays (the tags are added all the same)
+                result = await self.engine.update_conversation(
+                    org, conv, assignee_id=decision.assignee if decision.assignee is not None else KEEP,
+                    add_tags=decision.tags, actor=ACTOR, only_if_unassigned=True)
+                if result.assignee_kept:
+                    outcome = "already_assigned"
+            elif await self.engine.conversation(org, conv) is None:
                 outcome = "conversation_gone"
-            else:
-                assignee = KEEP
-                if decision.assignee is not None:
-                    if current.assignee_id:
-                        outcome = "already_assigned"     # someone was quicker by hand: theirs stays
-                    else:
-                        assignee = decision.assignee
-                if assignee is not KEEP or decision.tags:
-                    await self.engine.update_conversation(org, conv, assignee_id=assignee,
-                                                          add_tags=decision.tags, actor=ACTOR)
         except EngineError as exc:
             if exc.code == "not_found":
                 outcome = "conversation_gone"

@@ -72,6 +72,16 @@ def create_redis(config: Config, **kw):
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateResult:
+    """What :meth:`EngineClient.update_conversation` did; truthy when something changed."""
+    changed: bool            # an event was published
+    assignee_kept: bool      # only_if_unassigned, and the conversation had an assignee: it kept it
+
+    def __bool__(self) -> bool:
+        return self.changed
+
+
+@dataclass(frozen=True, slots=True)
 class Conversation:
     id: str
     org_id: str
@@ -232,8 +242,14 @@ class EngineClient:
 
     async def update_conversation(self, org_id: str, conversation_id: str, *, status: str | None = None,
                                   assignee_id=KEEP, tags=None, add_tags=(), remove_tags=(),
-                                  actor=("system", None)) -> bool:
-        """Change status / assignee / tags; returns False when nothing changed (no event)."""
+                                  actor=("system", None), only_if_unassigned: bool = False) -> UpdateResult:
+        """Change status / assignee / tags in one event; the result is falsy when nothing changed
+        (no event).
+
+        ``only_if_unassigned=True`` sets ``assignee_id`` only if the conversation has no assignee,
+        decided atomically inside update.lua: an assignee someone set in the meantime is kept
+        (``result.assignee_kept``) and the rest of the change still applies.  Auto-assignment
+        uses it, so a manual assignment always wins."""
         if status is not None and status not in STATUSES:
             raise EngineError("invalid", "status")
         if assignee_id is KEEP:
@@ -241,7 +257,7 @@ class EngineClient:
         elif assignee_id is None:
             assignee = ""
         elif is_uuid(str(assignee_id)):
-            assignee = str(assignee_id)
+            assignee = ("?" if only_if_unassigned else "") + str(assignee_id)
         else:
             raise EngineError("invalid", "assignee_id")
 
@@ -260,7 +276,7 @@ class EngineClient:
         reply = await self._state_script("update", org_id, conversation_id, [
             conversation_id, org_id, status or "", assignee, tag_set, norm(add_tags), norm(remove_tags), "0",
             _actor(actor), self.meta_ttl])
-        return bool(reply[1])
+        return UpdateResult(bool(reply[1]), bool(reply[3]))
 
     async def delete_conversation(self, org_id: str, conversation_id: str, *, actor=("system", None)) -> None:
         await self._state_script("update", org_id, conversation_id, [

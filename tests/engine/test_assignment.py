@@ -322,6 +322,61 @@ async def test_a_conversation_assigned_by_hand_first_keeps_its_assignee(make_ass
             == "already_assigned"
 
 
+async def test_a_manual_assignment_between_the_decision_and_the_apply_is_kept(make_assigner, engine, presence, db,
+                                                                                 tenant, redis_client, wf_config):
+    dana, erin, _ = tenant.agents
+    await set_org(db, tenant.org, assignment_strategy="manual")
+    await add_rule(db, tenant.org, 1, [{"type": "keyword", "values": ["refund"]}],
+                   [{"type": "assign", "user_id": dana}, {"type": "add_tag", "tag": "refunds"}])
+    await online(db, presence, tenant.org, dana)
+    assigner = await make_assigner()
+    conv = await start(engine, tenant, 0, "refund please")
+    stream = keys.stream(keys.shard_of(tenant.org, wf_config.engine.shards))
+    [fields] = [f for _, f in await redis_client.xrange(stream) if f[b"c"].decode() == conv and f[b"t"] == b"m"]
+    job = new_conversation(fields)
+    decision, applied = await assigner._decide(job)
+    assert not applied and decision.assignee == dana
+    await engine.update_conversation(tenant.org, conv, assignee_id=erin, actor=("member", erin))   # by hand
+    result = await assigner._apply(job, decision)
+    assert result.outcome == "already_assigned" and result.assignee is None
+    live = await engine.conversation(tenant.org, conv)
+    assert (live.assignee_id, live.tags) == (erin, ("refunds",))          # Erin stays; the tag is added
+    updates = await assignment_updates(redis_client, wf_config, tenant.org, conv)
+    assert [u[2]["actor"] for u in updates] == [{"kind": "member", "id": erin}]
+    async with scoped(db, org_id=tenant.org) as conn:
+        row = await conn.fetchrow("SELECT outcome, applied_at FROM auto_assignments WHERE conversation_id = $1", conv)
+    assert row["outcome"] == "already_assigned" and row["applied_at"] is not None
+
+
+async def test_a_manual_assignment_landing_just_before_the_update_script_is_kept(make_assigner, engine, presence,
+                                                                                 db, tenant, redis_client,
+                                                                                 wf_config, monkeypatch):
+    """The window a read-then-write check leaves open: the agent's assignment reaches Redis after
+    anything the assigner could have read and before its own update; update.lua decides."""
+    dana, erin, _ = tenant.agents
+    await set_org(db, tenant.org, assignment_strategy="round_robin")
+    await online(db, presence, tenant.org, dana)
+    assigner = await make_assigner()
+    conv = await start(engine, tenant, 0)
+    original = engine.update_conversation
+    by_hand = []
+
+    async def agent_first(org, conversation, **kw):
+        if kw.get("actor") == ("system", "auto_assign") and not by_hand:
+            by_hand.append(await original(org, conversation, assignee_id=erin, actor=("member", erin)))
+        return await original(org, conversation, **kw)
+
+    monkeypatch.setattr(engine, "update_conversation", agent_first)
+    await until_idle(assigner)
+    assert by_hand and by_hand[0].changed                                 # the interleaving happened
+    assert await assignee(engine, tenant, conv) == erin
+    updates = await assignment_updates(redis_client, wf_config, tenant.org, conv)
+    assert [u[2]["actor"] for u in updates] == [{"kind": "member", "id": erin}]
+    async with scoped(db, org_id=tenant.org) as conn:
+        assert await conn.fetchval("SELECT outcome FROM auto_assignments WHERE conversation_id = $1", conv) \
+            == "already_assigned"
+
+
 async def test_only_a_contacts_first_message_starts_auto_assignment(make_assigner, engine, presence, db, tenant):
     await set_org(db, tenant.org, assignment_strategy="round_robin")
     await online(db, presence, tenant.org, *tenant.agents)

@@ -144,6 +144,32 @@ async def test_update_assignment_and_tags(engine, tenant, redis_client, config):
     assert last["actor"] == {"kind": "member", "id": tenant.admins[0]}
 
 
+async def test_only_if_unassigned_sets_an_empty_assignee_and_keeps_a_present_one(engine, tenant, redis_client, config):
+    first, second = tenant.agents[0], tenant.agents[1]
+    actor = ("system", "auto_assign")
+    conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="hi")).conversation_id
+    result = await engine.update_conversation(tenant.org, conv, assignee_id=first, actor=actor, only_if_unassigned=True)
+    assert result and result.changed and not result.assignee_kept
+    assert (await engine.conversation(tenant.org, conv)).assignee_id == first
+    # Assigned now: the assignee stays, the rest of the change applies in the same event.
+    result = await engine.update_conversation(tenant.org, conv, assignee_id=second, add_tags=["vip"], actor=actor,
+                                              only_if_unassigned=True)
+    assert result.changed and result.assignee_kept
+    c = await engine.conversation(tenant.org, conv)
+    assert (c.assignee_id, c.tags) == (first, ("vip",))
+    last = [f for t, f in await _stream_entries(redis_client, config, tenant.org, conv) if t == b"u"][-1]
+    assert last["changes"] == ["tags"] and last["conversation"]["assignee_id"] == first
+    # Nothing else to change: no event at all.
+    before = len(await _stream_entries(redis_client, config, tenant.org, conv))
+    result = await engine.update_conversation(tenant.org, conv, assignee_id=second, actor=actor, only_if_unassigned=True)
+    assert not result and result.assignee_kept
+    assert len(await _stream_entries(redis_client, config, tenant.org, conv)) == before
+    # Without the flag the same call reassigns.
+    result = await engine.update_conversation(tenant.org, conv, assignee_id=second, actor=actor)
+    assert result and not result.assignee_kept
+    assert (await engine.conversation(tenant.org, conv)).assignee_id == second
+
+
 async def test_shopper_view_of_updates_hides_internal_fields(engine, tenant, redis_client, config):
     conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="hi")).conversation_id
     await engine.update_conversation(tenant.org, conv, add_tags=["internal"], assignee_id=tenant.agents[0],
