@@ -19,9 +19,11 @@ After COMMIT the decision goes through :meth:`EngineClient.update_conversation` 
 change ``assignment`` that every inbox socket sees live and that the webhook dispatcher turns
 into ``conversation.assigned``.  It assigns only if the conversation is still unassigned,
 decided atomically inside ``update.lua`` (``only_if_unassigned``): a conversation someone
-assigned by hand in the meantime keeps its assignee (outcome ``already_assigned``).  Only then is the stream entry acknowledged: a worker that dies in between leaves
-it pending, another takes it over (``workflow.assignment_claim_idle_ms``) and finds the
-decision.
+assigned by hand in the meantime keeps its assignee (outcome ``already_assigned``).  Only
+then is the stream entry acknowledged: a worker that dies in between leaves it pending,
+another takes it over (``workflow.assignment_claim_idle_ms``) and finds the decision.
+
+Reading, lingering, claiming and acknowledging are engine/groups.py's ``GroupReader``.
 
 :func:`run_workflow` runs the assigner, the reminder loop (``engine/reminders.py``) and the
 presence sweeper (``engine/availability.py``) in an engine worker.
@@ -31,9 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from engine import keys
 from engine.availability import Presence, run_sweeper
 from engine.client import KEEP, EngineClient
 from engine.errors import EngineError
+from engine.groups import GroupReader
 from engine.rules import (BusinessHours, Clock, Context, Decision, RuleError, RuleSet, choose, evaluate,
                           needs_strategy, parse_business_hours, parse_timezone, utc_now)
 
@@ -135,68 +135,34 @@ class Assigner:
         self.group = group
         self.w = config.workflow
         self.streams = [keys.stream(s) for s in range(config.engine.shards)]
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
-        self._claim_cursor = {s: "0-0" for s in self.streams}
-        self._last_claim = 0.0
+        # "$": only conversations that start from now on, never the stream's history
+        self.group_reader = GroupReader(redis, group, self.streams, start_id="$", count=READ_COUNT,
+                                        claim_idle_ms=self.w.assignment_claim_idle_ms,
+                                        linger=config.engine.batch_linger_ms / 1000, consumer=consumer)
+        self.consumer = self.group_reader.consumer
         self._recheck_pending = True      # at start: our own entries left pending by a previous run
-        self.linger = config.engine.batch_linger_ms / 1000
 
     async def setup(self) -> None:
-        for stream in self.streams:
-            try:
-                # "$": only conversations that start from now on, never the stream's history
-                await self.redis.xgroup_create(stream, self.group, id="$", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await self.group_reader.create()
 
     # ---- reading ----------------------------------------------------------------------------
 
     async def step(self, block_ms: int = READ_BLOCK_MS) -> int:
         entries: list[tuple[str, bytes, dict]] = []
         if self._recheck_pending:
-            reply = await self.redis.xreadgroup(self.group, self.consumer, {s: "0" for s in self.streams},
-                                                count=READ_COUNT)
-            entries = self._flatten(reply)
+            entries = await self.group_reader.own_pending()
             self._recheck_pending = bool(entries)
-        if not entries and time.monotonic() - self._last_claim >= self.w.assignment_claim_idle_ms / 4000:
-            self._last_claim = time.monotonic()
-            entries = await self._claim()
         if not entries:
-            reply = await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
-                                                count=READ_COUNT, block=block_ms)
-            entries = self._flatten(reply)
-            if entries and len(entries) < READ_COUNT and self.linger:
-                # a partial batch: collect a little longer (one read and one XACK for many entries)
-                await asyncio.sleep(self.linger)
-                reply = await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
-                                                    count=READ_COUNT - len(entries))
-                entries += self._flatten(reply)
+            entries = await self.group_reader.claim_if_due()
+        if not entries:
+            entries = await self.group_reader.read(block_ms)
         if entries:
             await self.handle(entries)
         return len(entries)
 
-    @staticmethod
-    def _flatten(reply) -> list:
-        out = []
-        for stream, items in reply or ():
-            stream = stream.decode() if isinstance(stream, bytes) else stream
-            out.extend((stream, eid, fields) for eid, fields in items)
-        return out
-
-    async def _claim(self) -> list:
-        out = []
-        for stream in self.streams:
-            reply = await self.redis.xautoclaim(stream, self.group, self.consumer, self.w.assignment_claim_idle_ms,
-                                                start_id=self._claim_cursor[stream], count=READ_COUNT)
-            cursor = reply[0]
-            self._claim_cursor[stream] = cursor.decode() if isinstance(cursor, bytes) else cursor
-            out.extend((stream, eid, fields) for eid, fields in reply[1])
-        return out
-
     async def handle(self, entries: list[tuple[str, bytes, dict]]) -> None:
         """Decide for every new conversation among ``entries``; acknowledge what is done."""
-        done: dict[str, list] = {}
+        done: list[tuple[str, bytes]] = []
         try:
             for stream, eid, fields in entries:
                 job = new_conversation(fields or {})
@@ -213,13 +179,10 @@ class Assigner:
                         log.error("auto-assignment failed for a conversation; left unassigned",
                                   extra={"org_id": job.org_id, "conversation_id": job.conversation_id,
                                          "error": type(exc).__name__, "trace": frames})
-                done.setdefault(stream, []).append(eid)
+                done.append((stream, eid))
         finally:
             if done:
-                pipe = self.redis.pipeline(transaction=False)
-                for stream, ids in done.items():
-                    pipe.xack(stream, self.group, *ids)
-                await pipe.execute()
+                await self.group_reader.ack(done)
 
     # ---- deciding and applying -----------------------------------------------------------------
 

@@ -32,7 +32,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import os
 import random
 import secrets
 import socket
@@ -48,13 +47,13 @@ import asyncpg
 import orjson
 from prometheus_client import Counter, Histogram
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from convot.config import Config
 from convot.crypto import CryptoError, Encryptor, row_aad
 from convot.db import scoped, set_scope
 from engine import keys
+from engine.groups import GroupReader
 
 log = logging.getLogger("convot.engine.webhooks")
 
@@ -402,54 +401,25 @@ class StreamDispatcher:
         self.redis = redis
         self.shards = config.engine.shards
         self.streams = {keys.stream(s): s for s in range(self.shards)}
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
-        self._claim_cursor = {s: "0-0" for s in self.streams}
-        self._last_claim = 0.0
+        # "$": a new group starts with what happens from now on, not the whole history
+        self.group_reader = GroupReader(redis, group, self.streams, start_id="$", count=READ_COUNT,
+                                        claim_idle_ms=CLAIM_IDLE_MS, linger=config.engine.batch_linger_ms / 1000,
+                                        consumer=consumer)
+        self.consumer = self.group_reader.consumer
         self._wake = wake
-        self.linger = config.engine.batch_linger_ms / 1000
 
     async def setup(self) -> None:
-        for stream in self.streams:
-            try:
-                # "$": a new group starts with what happens from now on, not the whole history
-                await self.redis.xgroup_create(stream, self.group, id="$", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await self.group_reader.create()
 
     async def step(self, block_ms: int = READ_BLOCK_MS) -> int:
         """One batch: claimed idle entries first, else new ones; enqueue, then acknowledge."""
-        entries: list[tuple[str, bytes, dict]] = []
-        now = time.monotonic()
-        if now - self._last_claim >= CLAIM_IDLE_MS / 4000:
-            self._last_claim = now
-            entries = await self._claim()
+        entries = await self.group_reader.claim_if_due()
         if not entries:
-            await self._read(entries, block_ms)
-            if entries and len(entries) < READ_COUNT and self.linger:
-                await asyncio.sleep(self.linger)      # a partial batch: one round of queries for more
-                await self._read(entries, None)
+            entries = await self.group_reader.read(block_ms)
         if not entries:
             return 0
         await self.dispatch(entries)
         return len(entries)
-
-    async def _read(self, entries: list, block_ms: int | None) -> None:
-        reply = await self.redis.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
-                                            count=READ_COUNT - len(entries), block=block_ms)
-        for stream, items in reply or ():
-            stream = stream.decode() if isinstance(stream, bytes) else stream
-            entries.extend((stream, eid, fields) for eid, fields in items)
-
-    async def _claim(self) -> list:
-        out = []
-        for stream in self.streams:
-            reply = await self.redis.xautoclaim(stream, self.group, self.consumer, CLAIM_IDLE_MS,
-                                                start_id=self._claim_cursor[stream], count=READ_COUNT)
-            cursor = reply[0]
-            self._claim_cursor[stream] = cursor.decode() if isinstance(cursor, bytes) else cursor
-            out.extend((stream, eid, fields) for eid, fields in reply[1])
-        return out
 
     async def dispatch(self, entries: list[tuple[str, bytes, dict]]) -> int:
         count = 0
@@ -474,13 +444,7 @@ class StreamDispatcher:
                             await set_scope(conn, org_id=org)
                             count += await enqueue(conn, org, events)
         # committed: now the entries may be forgotten
-        pipe = self.redis.pipeline(transaction=False)
-        by_stream: dict[str, list] = {}
-        for stream, eid, _ in entries:
-            by_stream.setdefault(stream, []).append(eid)
-        for stream, ids in by_stream.items():
-            pipe.xack(stream, self.group, *ids)
-        await pipe.execute()
+        await self.group_reader.ack(entries)
         if count and self._wake is not None:
             self._wake.set()
         return count
@@ -749,7 +713,7 @@ async def run_dispatcher(dispatcher: StreamDispatcher, stop: asyncio.Event) -> N
             log.warning("webhook dispatcher: backing store unavailable (%s)", type(exc).__name__)
             await _sleep_or(stop, backoff)
             backoff = min(backoff * 2, 5.0)
-            dispatcher._last_claim = 0.0
+            dispatcher.group_reader.claim_soon()
 
 
 async def run_webhooks(config: Config, pool, redis, stop: asyncio.Event) -> None:

@@ -11,6 +11,7 @@ Each worker process is one consumer of the group ``persist`` on every shard stre
   so one bad entry can never block a shard;
 * entries pending longer than engine.claim_idle_ms on another consumer (a dead worker) are
   taken over with XAUTOCLAIM;
+* reading, lingering, claiming and acknowledging are engine/groups.py's ``GroupReader``;
 * streams are trimmed to engine.stream_retention, never past an entry that any consumer group
   (this one, ``webhooks``, ``assignment``...) has not read or acknowledged, unless that other
   group is stale (engine/lua/trim.lua; docs/architecture.md, "Trimming").
@@ -22,14 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 import time
 
 import asyncpg
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from convot.config import Config
@@ -38,6 +36,7 @@ from convot.metrics import initialise, run_shard_stats, start_metrics_server, st
 from engine import keys
 from engine import metrics as m
 from engine.client import create_redis
+from engine.groups import GroupReader
 from engine.persist import plan, write
 from engine.resp import StreamReaderConnection
 from engine.scripts import Scripts
@@ -64,6 +63,11 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _claimed(stream: str, n: int) -> None:
+    m.claimed.inc(n)
+    log.info("claimed %d idle entries of %s", n, stream)
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _PG_TRANSIENT):
         return True
@@ -82,24 +86,30 @@ class Worker:
         # redis-py otherwise (tests, Redis Cluster).
         self.reader = reader
         self.pool = pool
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        # "0": a new group starts with everything in the stream, none of it persisted yet
+        self.group_reader = GroupReader(
+            redis, keys.GROUP, [keys.stream(s) for s in range(self.e.shards)], start_id="0", count=self.e.batch_max,
+            claim_idle_ms=self.e.claim_idle_ms, linger=self.e.batch_linger_ms / 1000, consumer=consumer,
+            connection=reader, claim_limit=self.e.batch_max, on_claimed=_claimed)
+        self.consumer = self.group_reader.consumer
         self.scripts = Scripts()
-        self.streams = [keys.stream(s) for s in range(self.e.shards)]
         self.stopping = False
         self._last_maintenance = 0.0
-        self._claim_cursor = {s: "0-0" for s in self.streams}
         self.stale_idle_ms = STALE_GROUP_IDLE_MS
         self.stale_lag = STALE_GROUP_LAG_RETENTIONS * self.e.stream_retention
         self._stale: dict[str, dict[str, str]] = {}   # stream -> stale group -> reason, as last logged
 
+    @property
+    def streams(self) -> list[str]:
+        return self.group_reader.streams
+
+    @streams.setter
+    def streams(self, streams: list[str]) -> None:
+        self.group_reader.streams = list(streams)
+
     async def setup(self) -> None:
         await self.scripts.load(self.redis)
-        for stream in self.streams:
-            try:
-                await self.redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await self.group_reader.create()
 
     async def run(self) -> None:
         """Until ``stopping`` is set; finishes the batch in hand."""
@@ -120,47 +130,15 @@ class Worker:
         entries: list[tuple[str, bytes, dict]] = []
         if now - self._last_maintenance >= MAINTENANCE_SECONDS:
             self._last_maintenance = now
-            entries = await self._claim()
+            entries = await self.group_reader.claim()
             await self._trim()
         if not entries:
-            await self._read(entries, READ_BLOCK_MS)
-            if entries and len(entries) < self.e.batch_max and self.e.batch_linger_ms and not self.stopping:
-                # A partial batch: collect a little longer, so a busy shard set costs a few large
-                # transactions (one commit, one XACK, one persisted.lua each) instead of many small.
-                await asyncio.sleep(self.e.batch_linger_ms / 1000)
-                await self._read(entries, None)
+            # A partial batch lingers for more (not while stopping), so a busy shard set costs a
+            # few large transactions (one commit, one XACK, one persisted.lua each), not many small.
+            entries = await self.group_reader.read(READ_BLOCK_MS, linger=not self.stopping)
         if entries:
             await self.persist(entries)
         return len(entries)
-
-    async def _read(self, entries: list, block: int | None) -> None:
-        source = self.reader or self.redis
-        reply = await source.xreadgroup(keys.GROUP, self.consumer, {s: ">" for s in self.streams},
-                                        count=self.e.batch_max - len(entries), block=block)
-        for stream, items in reply or ():
-            stream = stream.decode() if isinstance(stream, bytes) else stream
-            for entry_id, fields in items:
-                entries.append((stream, entry_id, fields))
-
-    async def _claim(self) -> list:
-        out = []
-        for stream in self.streams:
-            start = self._claim_cursor[stream]
-            reply = await self.redis.xautoclaim(stream, keys.GROUP, self.consumer, self.e.claim_idle_ms,
-                                                start_id=start, count=self.e.batch_max)
-            cursor, claimed = reply[0], reply[1]
-            self._claim_cursor[stream] = cursor.decode() if isinstance(cursor, bytes) else cursor
-            for entry_id, fields in claimed:
-                if fields:   # an entry trimmed while pending comes back empty: nothing to write
-                    out.append((stream, entry_id, fields))
-                else:
-                    await self.redis.xack(stream, keys.GROUP, entry_id)
-            if claimed:
-                m.claimed.inc(len(claimed))
-                log.info("claimed %d idle entries of %s", len(claimed), stream)
-            if len(out) >= self.e.batch_max:
-                break
-        return out
 
     async def _trim(self) -> None:
         for stream in self.streams:
@@ -195,15 +173,11 @@ class Worker:
         plans = plan(raw)
         await self._write_with_retry(raw, entries, bad, plans)
         # Committed: acknowledge, and let Redis trim recent lists down to their cap again.
-        by_stream: dict[str, list[bytes]] = {}
-        for stream, eid, _ in entries:
-            by_stream.setdefault(stream, []).append(eid)
         pipe = self.redis.pipeline(transaction=False)
         for stream, bad_id, fields in bad:
             shard = stream.split("{", 1)[1].split("}", 1)[0]
             pipe.xadd(keys.dead_letters(int(shard)), {**fields, b"src": bad_id}, maxlen=10000, approximate=True)
-        for stream, ids in by_stream.items():
-            pipe.xack(stream, keys.GROUP, *ids)
+        self.group_reader.add_acks(pipe, entries)
         seqs_by_shard: dict[int, list] = {}
         for p in plans.values():
             shard = keys.shard_of(p.org_id, self.e.shards)

@@ -148,7 +148,8 @@ async def test_only_if_unassigned_sets_an_empty_assignee_and_keeps_a_present_one
     first, second = tenant.agents[0], tenant.agents[1]
     actor = ("system", "auto_assign")
     conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="hi")).conversation_id
-    result = await engine.update_conversation(tenant.org, conv, assignee_id=first, actor=actor, only_if_unassigned=True)
+    result = await engine.update_conversation(tenant.org, conv, assignee_id=first, actor=actor,
+                                              only_if_unassigned=True)
     assert result and result.changed and not result.assignee_kept
     assert (await engine.conversation(tenant.org, conv)).assignee_id == first
     # Assigned now: the assignee stays, the rest of the change applies in the same event.
@@ -161,7 +162,8 @@ async def test_only_if_unassigned_sets_an_empty_assignee_and_keeps_a_present_one
     assert last["changes"] == ["tags"] and last["conversation"]["assignee_id"] == first
     # Nothing else to change: no event at all.
     before = len(await _stream_entries(redis_client, config, tenant.org, conv))
-    result = await engine.update_conversation(tenant.org, conv, assignee_id=second, actor=actor, only_if_unassigned=True)
+    result = await engine.update_conversation(tenant.org, conv, assignee_id=second, actor=actor,
+                                              only_if_unassigned=True)
     assert not result and result.assignee_kept
     assert len(await _stream_entries(redis_client, config, tenant.org, conv)) == before
     # Without the flag the same call reassigns.

@@ -10,6 +10,7 @@ from bench.cluster import EmbeddedRedisCluster
 from engine import keys
 from engine.client import create_redis
 from engine.cluster import ConvotRedisCluster, NodePipeline
+from engine.groups import GroupReader
 from engine.scripts import Scripts
 
 pytestmark = pytest.mark.slow
@@ -116,3 +117,24 @@ async def test_pubsub_on_a_cluster(rc):
     await asyncio.wait_for(read(), 5)
     await pubsub.aclose()
     assert got == [b"x", b"y"]
+
+
+async def test_group_reader_over_every_slot(rc):
+    """engine/groups.py on a cluster: create, read with linger, claim (also of an entry deleted
+    while pending), acknowledge, across the 16 shard streams on three nodes."""
+    streams = [f"cv:{{{s}}}:test-gr" for s in range(16)]
+    reader = GroupReader(rc, "gr", streams, start_id="0", count=100, claim_idle_ms=0, linger=0.001, consumer="live")
+    await reader.create()
+    await reader.create()                                         # BUSYGROUP on every node: fine
+    ids = {s: [await rc.xadd(s, {"n": str(i)}) for i in range(2)] for s in streams}
+    dead = GroupReader(rc, "gr", streams, start_id="0", count=100, claim_idle_ms=0, consumer="dead")
+    got = await dead.read(100)
+    assert sorted((s, e) for s, e, _ in got) == sorted((s, e) for s in streams for e in ids[s])
+    await rc.xdel(streams[3], ids[streams[3]][1])
+    claimed = await reader.claim()
+    assert sorted((s, e) for s, e, _ in claimed) == sorted(
+        (s, e) for s in streams for e in ids[s] if (s, e) != (streams[3], ids[streams[3]][1]))
+    await reader.ack(claimed)
+    for s in streams:
+        assert (await rc.xpending(s, "gr"))["pending"] == 0
+    await rc.delete(*streams)
