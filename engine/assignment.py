@@ -49,7 +49,7 @@ from engine import keys
 from engine.availability import Presence, run_sweeper
 from engine.client import KEEP, EngineClient
 from engine.errors import EngineError
-from engine.groups import GroupReader
+from engine.groups import GroupReader, is_nogroup
 from engine.rules import (BusinessHours, Clock, Context, Decision, RuleError, RuleSet, choose, evaluate,
                           needs_strategy, parse_business_hours, parse_timezone, utc_now)
 
@@ -298,7 +298,7 @@ async def run_assigner(assigner: Assigner, stop: asyncio.Event) -> None:
             # the entries stay pending in the group and are read again: nothing is lost
             log.warning("auto-assignment: backing store unavailable (%s)", type(exc).__name__)
         except ResponseError as exc:
-            if "NOGROUP" in str(exc):
+            if is_nogroup(exc):
                 # Redis lost the group (restarted without its data): start again from now
                 log.warning("auto-assignment: consumer group missing; creating it again")
                 try:

@@ -51,6 +51,12 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
+def is_nogroup(exc: BaseException) -> bool:
+    """Redis answered NOGROUP: the stream or its group is gone (Redis restarted without its data).
+    redis-py raises it as a ResponseError; engine/resp.py's reads wrap it in a ConnectionError."""
+    return "NOGROUP" in str(exc)
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 

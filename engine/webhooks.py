@@ -47,13 +47,14 @@ import asyncpg
 import orjson
 from prometheus_client import Counter, Histogram
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from convot.config import Config
 from convot.crypto import CryptoError, Encryptor, row_aad
 from convot.db import scoped, set_scope
 from engine import keys
-from engine.groups import GroupReader
+from engine.groups import GroupReader, is_nogroup
 
 log = logging.getLogger("convot.engine.webhooks")
 
@@ -708,12 +709,23 @@ async def run_dispatcher(dispatcher: StreamDispatcher, stop: asyncio.Event) -> N
         try:
             await dispatcher.step()
             backoff = 0.2
-        except (*_REDIS_DOWN, *_PG_DOWN) as exc:
+            continue
+        except (*_REDIS_DOWN, *_PG_DOWN, ResponseError) as exc:
+            if is_nogroup(exc):
+                # Redis lost the group (restarted without its data): start again from now
+                log.warning("webhook dispatcher: consumer group missing; creating it again")
+                try:
+                    await dispatcher.setup()
+                    continue
+                except (*_REDIS_DOWN, ResponseError) as again:
+                    exc = again
             # entries stay pending in the group and are read again: nothing is lost
             log.warning("webhook dispatcher: backing store unavailable (%s)", type(exc).__name__)
-            await _sleep_or(stop, backoff)
-            backoff = min(backoff * 2, 5.0)
-            dispatcher.group_reader.claim_soon()
+        except Exception as exc:  # never let the loop die: log the type, back off, go on
+            log.error("webhook dispatcher: unexpected error (%s)", type(exc).__name__)
+        await _sleep_or(stop, backoff)
+        backoff = min(backoff * 2, 5.0)
+        dispatcher.group_reader.claim_soon()
 
 
 async def run_webhooks(config: Config, pool, redis, stop: asyncio.Event) -> None:

@@ -28,6 +28,7 @@ import time
 
 import asyncpg
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from convot.config import Config
@@ -36,7 +37,7 @@ from convot.metrics import initialise, run_shard_stats, start_metrics_server, st
 from engine import keys
 from engine import metrics as m
 from engine.client import create_redis
-from engine.groups import GroupReader
+from engine.groups import GroupReader, is_nogroup
 from engine.persist import plan, write
 from engine.resp import StreamReaderConnection
 from engine.scripts import Scripts
@@ -118,11 +119,21 @@ class Worker:
             try:
                 await self.step()
                 backoff = 0.2
-            except _REDIS_DOWN as exc:
+                continue
+            except (*_REDIS_DOWN, ResponseError) as exc:
+                if is_nogroup(exc):
+                    # Redis lost its data (restarted without it): the groups are created again from
+                    # the start of what is there; writes are idempotent, so nothing is doubled.
+                    log.warning("consumer group %s missing; creating it again", keys.GROUP)
+                    try:
+                        await self.setup()
+                        continue
+                    except (*_REDIS_DOWN, ResponseError) as again:
+                        exc = again
                 m.redis_errors.inc()
                 log.warning("Redis unavailable (%s); retrying in %.1fs", type(exc).__name__, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
 
     async def step(self) -> int:
         """Read one batch (claimed entries first), persist and acknowledge it; returns its size."""

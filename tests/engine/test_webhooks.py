@@ -519,3 +519,29 @@ async def test_the_engine_worker_runs_dispatcher_and_delivery(servers, owner_db,
         await receiver.stop()
     event = receiver.delivered("message.received")[0]
     assert event["data"]["conversation"]["id"] == conv and receiver.bad_signatures == 0
+
+
+async def test_the_dispatcher_creates_a_lost_group_again(config, db):
+    from urllib.parse import urlparse, urlunparse
+
+    from engine.client import create_redis
+
+    cfg = config.replace(redis={"url": urlunparse(urlparse(config.redis.url)._replace(path="/8"))})
+    redis = create_redis(cfg)
+    dispatcher = wh.StreamDispatcher(cfg, db, redis)
+    await dispatcher.setup()
+    stream = next(iter(dispatcher.streams))
+    for s in dispatcher.streams:
+        await redis.xgroup_destroy(s, dispatcher.group)
+    stop = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(wh.run_dispatcher(dispatcher, stop))
+    try:
+        async def group_back():
+            return any(g["name"].decode() == dispatcher.group for g in await redis.xinfo_groups(stream))
+        await until(group_back, "the webhooks group to be created again")
+        assert not task.done(), "the dispatcher keeps running"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await redis.flushdb()
+        await redis.aclose()

@@ -279,3 +279,53 @@ async def test_poison_entry_goes_to_dead_letters_and_the_rest_is_stored(config, 
     assert len(dead) == 2
     pending = await redis_client.xpending(keys.stream(shard), keys.GROUP)
     assert pending["pending"] == 0
+
+
+def _other_db(url: str, db: int) -> str:
+    """The same Redis server, another database: a keyspace of this test's own."""
+    from urllib.parse import urlparse, urlunparse
+
+    return urlunparse(urlparse(url)._replace(path=f"/{db}"))
+
+
+async def test_a_lost_group_is_created_again_and_persisting_goes_on(config, db, owner_db):
+    """Redis restarted without its data (here: the group destroyed): the worker recreates its
+    group instead of stopping, and what was appended afterwards is persisted."""
+    from engine.client import create_redis
+    from engine.resp import StreamReaderConnection
+
+    cfg = config.replace(redis={"url": _other_db(config.redis.url, 7)})
+    redis = create_redis(cfg)
+    reader = StreamReaderConnection(cfg.redis.url)
+    tenant = await seed_tenant(owner_db)
+    engine = EngineClient(cfg, pool=db)
+    await engine.start()
+    worker = Worker(cfg, redis=redis, pool=db, reader=reader)
+    await worker.setup()
+    task = asyncio.get_running_loop().create_task(worker.run())
+    try:
+        conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="before")).conversation_id
+
+        async def stored(n):
+            for _ in range(400):
+                _, msgs, _ = await _conversation(db, tenant.org, conv)
+                if len(msgs) >= n:
+                    return msgs
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{n} messages not persisted")
+
+        await stored(1)
+        for stream in worker.streams:
+            await redis.xgroup_destroy(stream, keys.GROUP)
+        await engine.send_message(tenant.org, conv, type="outgoing", author_kind="member",
+                                  author_id=tenant.agents[0], body="after")
+        msgs = await stored(2)
+        assert [m["body"] for m in msgs] == ["before", "after"]
+        assert not task.done(), "the worker keeps running"
+    finally:
+        worker.stopping = True
+        await asyncio.wait_for(task, 15)
+        await engine.close()
+        await redis.flushdb()
+        await redis.aclose()
+        await reader.aclose()
