@@ -1,6 +1,6 @@
 """Prometheus metrics of the engine (router and workers).  Label values are bounded."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 append_batch = Histogram("convot_engine_append_batch_size", "sends per Redis append pipeline",
                          buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
@@ -16,3 +16,7 @@ trimmed = Counter("convot_engine_trimmed_total", "persisted entries trimmed from
 dead_letters = Counter("convot_engine_dead_letters_total", "entries that could not be persisted")
 pg_errors = Counter("convot_engine_postgres_errors_total", "failed PostgreSQL writes (retried)")
 redis_errors = Counter("convot_engine_redis_errors_total", "failed Redis calls (retried)")
+stale_groups = Gauge("convot_engine_stale_consumer_groups",
+                     "shard streams on which trimming passes a stale consumer group (losing entries it has not "
+                     "read or acknowledged), by group: persist | webhooks | assignment | other", ["group"])
+KNOWN_GROUPS = ("webhooks", "assignment")       # persist is never passed by (docs/architecture.md)

@@ -160,6 +160,13 @@ class Worker:
                 m.trimmed.inc(removed)
             if checked:
                 self._note_stale(stream, {_text(reply[i]): _text(reply[i + 1]) for i in range(2, len(reply) - 1, 2)})
+        # the gauge: on how many shards each group is being passed by right now
+        counts = dict.fromkeys((*m.KNOWN_GROUPS, "other"), 0)
+        for groups in self._stale.values():
+            for group in groups:
+                counts[group if group in m.KNOWN_GROUPS else "other"] += 1
+        for group, n in counts.items():
+            m.stale_groups.labels(group).set(n)
 
     def _note_stale(self, stream: str, now: dict[str, str]) -> None:
         """Log a stale group once when trimming starts removing entries it needs, and once when

@@ -187,6 +187,12 @@ async def test_trim_keeps_what_a_lagging_group_has_not_read(config, redis_client
     assert await _ids(redis_client, stream) == ids[-10:]
 
 
+def _stale_gauge(group: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("convot_engine_stale_consumer_groups", {"group": group})
+
+
 async def test_a_stale_group_does_not_block_trimming(config, redis_client, caplog):
     cfg = config.replace(engine={"stream_retention": 10})
     stream, ids = await _own_stream(redis_client, 18)   # webhooks needs 17: within the lag cap (20)
@@ -207,6 +213,7 @@ async def test_a_stale_group_does_not_block_trimming(config, redis_client, caplo
                     if r.levelno == logging.WARNING and r.name == "convot.engine.worker")
     assert warned == [f"consumer group {name} of {stream} is stale (no consumer active): trimming removes "
                       "entries it has not read or acknowledged" for name in ("retired", "webhooks")]
+    assert (_stale_gauge("webhooks"), _stale_gauge("other"), _stale_gauge("assignment")) == (1, 1, 0)
     # The dispatcher comes back: what it still had pending or unread beyond the retention is
     # gone, the rest is there; reading it ends the stale state.
     caplog.clear()
@@ -217,6 +224,7 @@ async def test_a_stale_group_does_not_block_trimming(config, redis_client, caplo
     await worker._trim()
     assert [r.getMessage() for r in caplog.records if r.name == "convot.engine.worker"] == [
         f"consumer group webhooks of {stream} no longer loses entries to trimming"]
+    assert _stale_gauge("webhooks") == 0 and _stale_gauge("other") == 1
 
 
 async def test_a_live_group_too_far_behind_keeps_only_the_lag_cap(config, redis_client, caplog):
