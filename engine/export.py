@@ -72,6 +72,8 @@ ENTITIES: dict[str, str] = {
                         FROM notifications WHERE org_id = $1 ORDER BY id""",
     "reminders": """SELECT id, conversation_id, user_id, remind_at, note, fired_at, created_at
                     FROM reminders WHERE org_id = $1 ORDER BY created_at, id""",
+    "read_positions": """SELECT user_id, conversation_id, seq, read_at
+                         FROM read_positions WHERE org_id = $1 ORDER BY user_id, conversation_id""",
     "assignment_rules": """SELECT id, position, name, conditions, actions, enabled, created_at
                            FROM assignment_rules WHERE org_id = $1 ORDER BY position""",
     "api_keys": """SELECT id, name, scopes, created_by, created_at, last_used_at, revoked_at

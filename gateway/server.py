@@ -54,6 +54,8 @@ _PG_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, as
 _ENGINE_CODES = {"not_found": "not_found", "invalid": "bad_frame", "unavailable": "unavailable",
                  "conflict": "internal", "internal": "internal"}
 SUBJECT_CACHE_SECONDS = 30.0
+READ_STORE_TIMEOUT = 5.0          # a hung PostgreSQL holds read positions back at most this long
+READ_STORE_WARN_EVERY = 30.0      # one warning per this many seconds while storing fails
 CONVERSATION_CACHE = 100_000
 MAX_TRACKED_CONVERSATIONS = 1000
 _OPEN = State.OPEN
@@ -329,6 +331,10 @@ class Gateway:
         self.lookup_conn = None if config.redis.cluster else StreamReaderConnection(config.redis.url)
         self.revocations = TurnBatcher(self._revocation_records)
         self.subject_checks = TurnBatcher(self._subject_problems)
+        # Members' read positions: stored one round trip per loop turn, never awaited by the
+        # receipt (live chat does not depend on PostgreSQL).
+        self.read_positions = TurnBatcher(self._store_read_positions)
+        self._read_store_warned = float("-inf")
 
     # -- corked writes ---------------------------------------------------------------------------
     def mark_dirty(self, conn: Conn) -> None:
@@ -510,6 +516,37 @@ class Gateway:
         async with self.pool.acquire() as conn:
             return await conn.fetchval("SELECT convot_subject_problems($1::jsonb)", checks)
 
+    async def _store_read_positions(self, items: list[tuple]) -> list:
+        """Members' read positions of one loop turn in one round trip (convot_store_read_positions,
+        migration 0602: the row-level-security scope is switched per organisation inside, and a
+        position never goes down).  Duplicates of the turn are coalesced to their highest seq.
+        Never raises: a failure (PostgreSQL down) is logged, without ids, and the positions of
+        this turn are dropped -- the member's next read carries a position at least as high."""
+        highest: dict[tuple, int] = {}
+        for org, member, conversation, seq in items:
+            if not (is_uuid(org) and is_uuid(member)):
+                continue                 # signed, but not ids we issue: never a row (and never a failed batch)
+            key = (org, member, conversation)
+            if seq > highest.get(key, -1):
+                highest[key] = seq
+        if not highest:
+            return [None] * len(items)
+        try:
+            async with self.pool.acquire(timeout=READ_STORE_TIMEOUT) as conn:
+                await conn.fetchval(
+                    "SELECT convot_store_read_positions($1::jsonb)",
+                    [{"org": o, "member": u, "conversation": c, "seq": s} for (o, u, c), s in highest.items()],
+                    timeout=READ_STORE_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._read_store_warned >= READ_STORE_WARN_EVERY:
+                self._read_store_warned = now
+                log.warning("read positions: not stored (%s); %d in this batch dropped", type(exc).__name__,
+                            len(highest))
+        return [None] * len(items)
+
     async def _revocation_records(self, triples: list[tuple]) -> list:
         """The revocation records of every socket authenticating in a loop turn: one MGET."""
         if self.lookup_conn is None:        # Redis Cluster: the keys live in different slots
@@ -575,6 +612,9 @@ class Gateway:
     async def on_read(self, conn: Conn, req: p.Read) -> None:
         pr = conn.principal
         _, contact = await self._owner(pr, req.conversation_id)
+        if not pr.is_shopper and self.pool is not None:
+            # Recorded in the background (the future never fails: _store_read_positions logs).
+            self.read_positions.submit((pr.org_id, pr.subject, req.conversation_id, req.seq))
         frame = orjson.dumps({"type": "read", "conversation_id": req.conversation_id,
                               "reader": {"kind": _kind(pr), "id": pr.subject}, "seq": req.seq})
         await self.engine.publish_ephemeral(pr.org_id, frame, contact_id=contact, members_only=pr.is_shopper,
@@ -753,6 +793,7 @@ class Gateway:
             if conn.sm.state in (p.ConnState.READY, p.ConnState.AUTHENTICATING):
                 conn.sm.to(p.ConnState.DRAINING)
         await self.engine.router.idle()
+        await self.read_positions.idle()
         for _ in range(3):
             await asyncio.sleep(0)
 

@@ -79,6 +79,8 @@ async def _seed(owner_db, org_id: uuid.UUID) -> None:
         await owner_db.execute("INSERT INTO reminders (org_id, conversation_id, user_id, remind_at) VALUES ($1, $2, $3, now())",
                                org_id, conv, user_id)
         await owner_db.execute("INSERT INTO assignment_rules (org_id, position, name) VALUES ($1, 1, 'r')", org_id)
+        await owner_db.execute("INSERT INTO read_positions (org_id, user_id, conversation_id, seq) VALUES ($1, $2, $3, 1)",
+                               org_id, user_id, conv)
         await owner_db.execute("INSERT INTO auto_assignments (org_id, conversation_id, strategy, outcome) "
                                "VALUES ($1, $2, 'manual', 'manual')", org_id, conv)
         await owner_db.execute("INSERT INTO api_keys (id, org_id, name, secret_hash, scopes) VALUES ($1, $2, 'k', 'h', '{}')",
