@@ -2,7 +2,9 @@
 
 Lists read PostgreSQL (what the workers persisted, a moment behind live); a single
 conversation is answered from its live state in Redis (hydrated from PostgreSQL when cold), so
-what a client just changed is what it reads back.  Changes go through the engine.
+what a client just changed is what it reads back.  Changes go through the engine.  A member
+also gets their own read position (``read_seq``, stored by the gateway from their ``read``
+frames); an API key has none.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import uuid
 from admin_api import keys
 from admin_api.call import Call
 from admin_api.errors import ApiError
-from admin_api.rest import actor, decode_cursor, encode_cursor, engine_error, from_ms
+from admin_api.rest import actor, decode_cursor, encode_cursor, engine_error, from_ms, is_api_key
 from admin_api.rest.messages import MessageSend, send
 from admin_api.routing import RouteTable
 from admin_api.schemas import Array, Choice, DateTime, Integer, Nested, Schema, String, Uuid
@@ -38,6 +40,9 @@ class Conversation(Schema):
     last_seq = Integer(description="sequence number of the latest message")
     last_message_at = DateTime(nullable=True)
     created_at = DateTime()
+    read_seq = Integer(required=False, nullable=True,
+                       description="members only: the highest `seq` the requesting member has read in this conversation "
+                                   "(from the `read` frames of their inbox sockets), null if none; absent for API keys")
 
 
 class ConversationPage(Schema):
@@ -76,11 +81,27 @@ SELECT c.id, c.status, c.assignee_id, c.contact_id, c.app_id, c.channel, c.last_
 FROM conversations c"""
 
 
-def _view(row) -> Conversation:
-    return Conversation(id=row["id"], status=row["status"], assignee_id=row["assignee_id"], tags=list(row["tags"]),
+def _view(row, read_seqs: dict | None) -> Conversation:
+    view = Conversation(id=row["id"], status=row["status"], assignee_id=row["assignee_id"], tags=list(row["tags"]),
                         contact_id=row["contact_id"], app_id=row["app_id"], channel=row["channel"],
                         last_seq=row["last_seq"], last_message_at=row["last_message_at"],
                         created_at=row["created_at"])
+    if read_seqs is not None:
+        view.read_seq = read_seqs.get(row["id"])
+    return view
+
+
+async def read_seqs(call: Call, conn, conversation_ids: list[uuid.UUID]) -> dict | None:
+    """The requesting member's own read positions ({conversation id: seq}); None for an API key,
+    which has no read position (the field is left out)."""
+    if is_api_key(call) or call.user_id is None:
+        return None
+    if not conversation_ids:
+        return {}
+    rows = await conn.fetch("SELECT conversation_id, seq FROM read_positions "
+                            "WHERE org_id = $1 AND user_id = $2 AND conversation_id = ANY($3::uuid[])",
+                            call.org_id, call.user_id, conversation_ids)
+    return {r["conversation_id"]: r["seq"] for r in rows}
 
 
 def tags_of(values: list[str], field: str) -> list[str]:
@@ -126,9 +147,10 @@ async def list_conversations(call: Call) -> ConversationPage:
     async with call.db() as conn:
         rows = await conn.fetch(f"{_SELECT} WHERE {' AND '.join(conds)} ORDER BY c.created_at DESC, c.id DESC "
                                 f"LIMIT ${len(args)}", *args)
-    more = len(rows) > q.limit
-    rows = rows[:q.limit]
-    return ConversationPage(items=[_view(r) for r in rows],
+        more = len(rows) > q.limit
+        rows = rows[:q.limit]
+        positions = await read_seqs(call, conn, [r["id"] for r in rows])
+    return ConversationPage(items=[_view(r, positions) for r in rows],
                             next_cursor=encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None)
 
 
@@ -144,16 +166,20 @@ async def conversation_view(call: Call, conversation_id: uuid.UUID) -> Conversat
         raise ApiError("not_found")
     async with call.db() as conn:
         row = await conn.fetchrow(_SELECT + " WHERE c.org_id = $1 AND c.id = $2", call.org_id, conversation_id)
+        positions = await read_seqs(call, conn, [conversation_id])
     shard = engine_keys.shard_of(org, engine.shards)
     channel, created = await call.app[keys.REDIS].hmget(engine_keys.meta(shard, str(conversation_id)),
                                                         ["channel", "created"])
-    return Conversation(
+    view = Conversation(
         id=conversation_id, status=live.status, assignee_id=live.assignee_id or None, tags=list(live.tags),
         contact_id=live.contact_id or None, app_id=live.app_id or None,
         channel=row["channel"] if row else (channel or b"api").decode(),
         last_seq=max(live.seq, row["last_seq"] if row else 0),
         last_message_at=row["last_message_at"] if row else None,
         created_at=row["created_at"] if row else from_ms(int(created or 0)))
+    if positions is not None:
+        view.read_seq = positions.get(conversation_id)
+    return view
 
 
 @routes.route("GET", "/v1/orgs/{org_id}/conversations/{conversation_id}", permission="conversations.read",

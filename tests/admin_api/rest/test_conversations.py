@@ -2,6 +2,7 @@
 
 import uuid
 
+from admin_api import keys
 from tests.admin_api.conftest import add_member, signed_in
 from tests.admin_api.developer import api_client, create_app, owner_with_org
 from tests.admin_api.test_widget_session import persist
@@ -67,6 +68,8 @@ async def test_get_and_update_read_the_live_state(client_factory, app):
     assert (updated.body["status"], updated.body["assignee_id"], updated.body["tags"]) == ("pending", str(owner_id),
                                                                                           ["a", "b"])
     got = await owner.call("GET", path)   # not persisted yet: the answer is the live state
+    # ... plus, for a member, their own read position (none yet); an API key has no read_seq
+    assert "read_seq" not in updated.body and got.body.pop("read_seq") is None
     assert got.body == updated.body
     cleared = await api.call("PATCH", path, {"assignee_id": None, "remove_tags": ["a"]})
     assert cleared.body["assignee_id"] is None and cleared.body["tags"] == ["b"]
@@ -87,3 +90,36 @@ async def test_starting_a_conversation_needs_a_contact_of_the_organisation(clien
     theirs = await other_owner.call("POST", f"/v1/orgs/{other_org}/contacts", {"email": "theirs@example.com"})
     answer = await owner.call("POST", f"/v1/orgs/{org}/conversations", {"contact_id": theirs.body["contact"]["id"]})
     assert answer.code == "unprocessable_entity" and answer.body["error"]["details"]["field"] == "contact_id"
+
+
+async def test_each_member_reads_their_own_read_seq(client_factory, app):
+    owner, owner_id, org = await owner_with_org(client_factory, app)
+    api = await api_client(client_factory, owner, org)
+    agent, agent_id, _ = await signed_in(client_factory, app)
+    await add_member(app, org, agent_id, "agent")
+    outsider_owner, outsider_id, other_org = await owner_with_org(client_factory, app)
+    convs = [await _conversation(api, org, f"r{i}-{uuid.uuid4().hex[:6]}@example.com", body=f"hello {i}")
+             for i in range(3)]
+    ids = [c["id"] for c in convs]
+    await persist(app)
+    # What the gateway stores from `read` frames (tests/gateway/test_read_positions.py).
+    async with app[keys.DB].acquire() as conn:
+        await conn.fetchval("SELECT convot_store_read_positions($1::jsonb)", [
+            {"org": str(org), "member": str(owner_id), "conversation": ids[0], "seq": 1},
+            {"org": str(org), "member": str(agent_id), "conversation": ids[1], "seq": 1}])
+
+    async def listed(who):
+        answer = await who.call("GET", f"/v1/orgs/{org}/conversations")
+        assert answer.status == 200, answer.body
+        return {c["id"]: c.get("read_seq", "absent") for c in answer.body["items"]}
+
+    assert await listed(owner) == {ids[0]: 1, ids[1]: None, ids[2]: None}
+    assert await listed(agent) == {ids[0]: None, ids[1]: 1, ids[2]: None}
+    assert await listed(api) == {i: "absent" for i in ids}
+    for who, expected in ((owner, [1, None]), (agent, [None, 1])):
+        got = [(await who.call("GET", f"/v1/orgs/{org}/conversations/{i}")).body["read_seq"] for i in ids[:2]]
+        assert got == expected
+    assert "read_seq" not in (await api.call("GET", f"/v1/orgs/{org}/conversations/{ids[0]}")).body
+    # Another organisation's member reaches none of it.
+    assert (await outsider_owner.call("GET", f"/v1/orgs/{org}/conversations")).code == "not_found"
+    assert (await outsider_owner.call("GET", f"/v1/orgs/{other_org}/conversations")).body["items"] == []
