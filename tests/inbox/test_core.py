@@ -154,6 +154,33 @@ async def test_preview_from_a_one_message_history_page_counts_an_unread_shopper_
     assert result == ["hi <b>", 1, 0, 7000]
 
 
+async def test_unread_starts_from_the_higher_of_the_servers_and_the_browsers_read_position(core):
+    result = await core("store", """
+        const s = new m.Conversations();
+        s.readSeq.set("local", 5);                     // this browser read further than the server knows
+        s.readSeq.set("server", 1);                    // another browser of the member read further
+        const page = (id, last_seq, read_seq) => m.normaliseConversation({id, status: "open", last_seq, read_seq});
+        s.upsert(page("local", 5, 2));
+        s.upsert(page("server", 6, 6));
+        s.upsert(page("behind", 7, 4));                // read up to 4 of 7: the latest message is unread
+        s.upsert(page("never", 3, null));
+        const msg = (c, seq) => m.normaliseMessage({conversation_id: c, seq, type: "incoming", author_kind: "contact", body: "hi", created_at: 7000});
+        for (const [id, seq] of [["local", 5], ["server", 6], ["behind", 7], ["never", 3]]) s.setPreview(id, msg(id, seq));
+        const positions = ["local", "server", "behind", "never"].map((id) => [s.readSeq.get(id) || 0, s.unreadOf(id)]);
+        // a read frame of another of the member's inboxes: clears only what it covers
+        const partial = s.readElsewhere("behind", 6);
+        const unreadAfterPartial = s.unreadOf("behind");
+        const full = s.readElsewhere("behind", 7);
+        const lower = s.readElsewhere("behind", 3);
+        return {positions, partial, unreadAfterPartial, full, lower, final: [s.readSeq.get("behind"), s.unreadOf("behind")],
+                normalised: [page("x", 1, 0).read_seq, page("x", 1, undefined).read_seq, page("x", 1, "7").read_seq]};
+    """)
+    assert result["positions"] == [[5, 0], [6, 0], [4, 1], [0, 1]]
+    assert result["partial"] is False and result["unreadAfterPartial"] == 1
+    assert result["full"] is True and result["lower"] is False and result["final"] == [7, 0]
+    assert result["normalised"] == [0, None, None]
+
+
 @pytest.mark.parametrize("raw", ["VIP Customer", "  refund  ", "über-Plan", "a--b", "---", "x" * 70, "Ünïcödé", "2024 Q1"])
 async def test_tag_names_are_normalised_like_the_server(core, raw):
     assert await core("format", "return m.normaliseTag(arg);", raw) == normalise_tag(raw)

@@ -144,6 +144,8 @@ export function normaliseConversation(raw) {
     channel: raw.channel || "widget",
     seq,
     rev: typeof raw.rev === "number" ? raw.rev : 0,
+    // This member's read position as the server stored it (REST answers only; null: none).
+    read_seq: typeof raw.read_seq === "number" ? raw.read_seq : null,
     created_at: toMillis(raw.created_at),
     last_at: toMillis(raw.last_message_at) || toMillis(last && last.created_at) || toMillis(raw.updated_at) || toMillis(raw.created_at),
     preview: last ? { body: last.deleted ? "" : String(last.body || ""), type: last.type, author_kind: last.author_kind,
@@ -157,7 +159,8 @@ export function normaliseConversation(raw) {
 export class Conversations {
   constructor() {
     this.byId = new Map();
-    this.readSeq = new Map();     // conversation -> what this agent has read (stored per browser)
+    this.readSeq = new Map();     // conversation -> what this agent has read: the higher of this
+                                  // browser's own position and the server's read_seq
     this.unread = new Map();      // conversation -> count of incoming messages after readSeq
   }
 
@@ -174,6 +177,7 @@ export class Conversations {
     const old = this.byId.get(summary.id);
     if (!old) {
       this.byId.set(summary.id, summary);
+      this.readElsewhere(summary.id, summary.read_seq);
       this._unreadFromSummary(summary);
       return summary;
     }
@@ -187,6 +191,7 @@ export class Conversations {
       old.deleted = summary.deleted || old.deleted;
     }
     for (const key of ["contact_id", "app_id", "created_at"]) if (!old[key] && summary[key]) old[key] = summary[key];
+    this.readElsewhere(old.id, summary.read_seq);
     if (summary.seq > old.seq) {
       old.seq = summary.seq;
       if (summary.preview) old.preview = summary.preview;
@@ -264,6 +269,21 @@ export class Conversations {
     const had = this.unread.get(id) || 0;
     this.unread.set(id, 0);
     return had > 0;
+  }
+
+  // A read position of this member from elsewhere: the server's `read_seq` (what any of their
+  // browsers read) or a `read` frame of another of their inbox sockets. It raises the position
+  // but clears the unread count only when it covers the conversation's latest message (later
+  // messages stay unread). Returns true when the unread count changed.
+  readElsewhere(id, seq) {
+    if (typeof seq !== "number" || !(seq > (this.readSeq.get(id) || 0))) return false;
+    this.readSeq.set(id, seq);
+    const c = this.byId.get(id);
+    if (c && seq >= c.seq && this.unread.get(id) > 0) {
+      this.unread.set(id, 0);
+      return true;
+    }
+    return false;
   }
 
   unreadOf(id) {

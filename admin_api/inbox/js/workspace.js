@@ -757,7 +757,18 @@ export class Workspace extends EventTarget {
   }
 
   _on_read(f) {
-    if (!f.reader || f.reader.kind !== "contact") return;
+    if (!f.reader) return;
+    if (f.reader.kind === "member" && f.reader.id === this.me.id) {
+      // This member read it in another browser or tab: the unread state follows.
+      if (typeof f.seq !== "number") return;
+      if (this.conversations.readElsewhere(f.conversation_id, f.seq)) {
+        this.emit("list");
+        this.notifier.setUnread(this.unreadTotal());
+      }
+      this._saveReadPositions();
+      return;
+    }
+    if (f.reader.kind !== "contact") return;
     const t = this.threads.get(f.conversation_id);
     if (t && f.seq > t.contactReadSeq) {
       t.contactReadSeq = f.seq;
