@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
-from tests.inbox.conftest import SCREENSHOTS
+from tests.screenshots import save_screenshot  # noqa: F401  (the tests import it from here)
 
 
 async def sign_in(context, stack, email: str, password: str, path: str = "/app/"):
@@ -69,17 +66,6 @@ async def open_conversation_of(page, name_part: str):
                                  "document.querySelector('.log p.empty').textContent !== 'Loading messages…'")
 
 
-def save_screenshot(name: str, png: bytes) -> Path:
-    """docs/screenshots/<name>, rewritten only when the picture changed, so reruns leave git clean."""
-    from PIL import Image, ImageChops
-
-    path = SCREENSHOTS / name
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        try:
-            old, new = Image.open(path).convert("RGB"), Image.open(io.BytesIO(png)).convert("RGB")
-            if old.size == new.size and ImageChops.difference(old, new).getbbox() is None:
-                return path
         except OSError:
             pass
     path.write_bytes(png)

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tests.screenshots import save_screenshot  # noqa: F401  (the tests import it from here)
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "widget_js" / "src"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 # The sources minus boot.js: every function and class of the widget, nothing started.
 CORE_SOURCES = ("util.js", "core.js", "ui.js", "widget.js", "protocol.js")
 
@@ -85,16 +86,6 @@ def rounded_rect_mask(width: int, height: int, radius: int) -> np.ndarray:
     return (x - cx) ** 2 + (y - cy) ** 2 <= (radius - 1) ** 2
 
 
-def save_screenshot(name: str, png: bytes) -> Path:
-    """Write docs/screenshots/<name> unless an identical image (pixel for pixel) is there."""
-    path = SCREENSHOTS / name
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        try:
-            old = pixels(path.read_bytes())
-            new = pixels(png)
-            if old.shape == new.shape and (old == new).all():
-                return path
         except OSError:
             pass
     path.write_bytes(png)
