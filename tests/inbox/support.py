@@ -66,12 +66,6 @@ async def open_conversation_of(page, name_part: str):
                                  "document.querySelector('.log p.empty').textContent !== 'Loading messages…'")
 
 
-        except OSError:
-            pass
-    path.write_bytes(png)
-    return path
-
-
 async def add_member(stack, owner_db, *, role: str, name: str, overrides: dict | None = None) -> tuple[str, str, str]:
     """A new verified user who is a member of the demo organisation: (user id, email, password)."""
     import secrets

@@ -84,9 +84,3 @@ def rounded_rect_mask(width: int, height: int, radius: int) -> np.ndarray:
     cx = np.clip(x, radius, width - radius)
     cy = np.clip(y, radius, height - radius)
     return (x - cx) ** 2 + (y - cy) ** 2 <= (radius - 1) ** 2
-
-
-        except OSError:
-            pass
-    path.write_bytes(png)
-    return path
