@@ -8,12 +8,11 @@ import orjson
 import pytest
 
 from convot.db import scoped
-from convot.tokens import TokenIssuer
 from engine.availability import (Presence, SocketPresence, effective_state, ephemeral, presence_due_key,
                                  presence_frame, presence_key, set_choice, team_state)
 from tests.engine.listener import Listener
 from tests.engine.seed import seed_tenant
-from tests.gateway.conftest import Harness, start_gateway, stop_gateway
+from tests.gateway.conftest import running_gateway
 
 GRACE, LEASE = 0.4, 1.2
 
@@ -155,15 +154,8 @@ async def test_socket_presence_writer_keeps_sockets_alive_and_lets_closed_ones_l
 
 @pytest.fixture
 async def gw(wf_config):
-    task = await start_gateway(wf_config)
-    h = Harness(wf_config, f"ws://127.0.0.1:{wf_config.gateway.port}/", TokenIssuer(wf_config))
-    yield h
-    for c in h.clients:
-        try:
-            await c.close()
-        except Exception:
-            pass
-    await stop_gateway(task)
+    async with running_gateway(wf_config) as h:
+        yield h
 
 
 async def presence_frames(client, wait=0.6):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import orjson
 import pytest
@@ -107,17 +108,27 @@ def gateway_config(config):
     return config
 
 
+@asynccontextmanager
+async def running_gateway(config):
+    """A gateway of ``config`` in this process and a Harness of clients for it; on exit every
+    client is closed and the gateway drained."""
+    task = await start_gateway(config)
+    h = Harness(config, f"ws://127.0.0.1:{config.gateway.port}/", TokenIssuer(config))
+    try:
+        yield h
+    finally:
+        for c in h.clients:
+            try:
+                await c.close()
+            except Exception:
+                pass
+        await stop_gateway(task)
+
+
 @pytest.fixture
 async def gw(gateway_config):
-    task = await start_gateway(gateway_config)
-    h = Harness(gateway_config, f"ws://127.0.0.1:{gateway_config.gateway.port}/", TokenIssuer(gateway_config))
-    yield h
-    for c in h.clients:
-        try:
-            await c.close()
-        except Exception:
-            pass
-    await stop_gateway(task)
+    async with running_gateway(gateway_config) as h:
+        yield h
 
 
 @pytest.fixture

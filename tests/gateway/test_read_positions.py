@@ -10,9 +10,8 @@ import uuid
 import pytest
 
 from convot.db import scoped
-from convot.tokens import TokenIssuer
 from tests.engine.seed import seed_tenant
-from tests.gateway.conftest import Harness, start_gateway, stop_gateway
+from tests.gateway.conftest import running_gateway
 from tests.gateway.proxy import CuttableProxy
 
 
@@ -125,16 +124,11 @@ async def cut_pg_gateway(config, servers):
     proxy = CuttableProxy(pg_port)
     await proxy.start()
     cfg = config.replace(database={"url": servers.database_url.replace(f":{pg_port}/", f":{proxy.port}/")})
-    task = await start_gateway(cfg)
-    h = Harness(cfg, f"ws://127.0.0.1:{cfg.gateway.port}/", TokenIssuer(cfg))
-    yield h, proxy
-    for c in h.clients:
-        try:
-            await c.close()
-        except Exception:
-            pass
-    await stop_gateway(task)
-    await proxy.close()
+    try:
+        async with running_gateway(cfg) as h:
+            yield h, proxy
+    finally:
+        await proxy.close()
 
 
 async def test_receipts_are_delivered_while_positions_cannot_be_stored(cut_pg_gateway, tenant, owner_db, caplog):
