@@ -216,3 +216,31 @@ async def test_search_finds_a_word_of_a_message_and_erasure_removes_the_contact(
     await owner.wait_for_selector("html[data-connection=ready]", state="attached")
     await owner.locator(".list-pane .empty:visible, .conv:visible").first.wait_for()
     assert await owner.locator(".conv", has_text=f"Quinn {tag}").count() == 0
+
+
+async def test_the_team_list_is_loaded_again_after_a_failed_first_load(stack, browsers, owner_db):
+    """The members endpoint answers 503 when the inbox starts: the inbox tries again and the
+    @mention list offers the teammates without a reload."""
+    tag = uuid.uuid4().hex[:6]
+    await add_member(stack, owner_db, role="agent", name=f"Quinn {tag}")
+    shop_ctx, a_ctx = await browsers.new(), await browsers.new()
+    calls = []
+
+    async def flaky_members(route):
+        calls.append(route.request.url)
+        if len(calls) == 1:
+            await route.fulfill(status=503, content_type="application/json",
+                                body='{"error": {"code": "unavailable", "message": "try again"}}')
+        else:
+            await route.continue_()
+
+    await a_ctx.route("**/v1/orgs/*/members", flaky_members)
+    alice = await sign_in(a_ctx, stack, stack.demo["agent"], stack.demo["agent_pw"])
+    shop, widget = await open_demo_shop(shop_ctx, stack, name=f"Nell {tag}")
+    await widget_send(widget, f"Team {tag}")
+    await conversation_row(alice, f"Nell {tag}")
+    await open_conversation_of(alice, f"Nell {tag}")
+    await alice.get_by_role("tab", name="Note").click()
+    await alice.type("#composer-input", "@Qui")
+    await alice.locator("#mention-list [role=option]", has_text=f"Quinn {tag}").wait_for()
+    assert len(calls) >= 2, "the first load failed and was tried again"

@@ -92,18 +92,28 @@ export class Workspace extends EventTarget {
   }
 
   stop() {
+    this.stopped = true;
+    clearTimeout(this._membersRetry);
     if (this.connection) this.connection.stop();
     for (const p of this.pending.values()) clearTimeout(p.timer);
     this.pending.clear();
   }
 
   async loadMembers() {
+    clearTimeout(this._membersRetry);
     try {
       const list = await this.api.get(paths.members(this.orgId));
       this.members = new Map(list.items.map((m) => [m.user_id, m]));
       for (const m of list.items) if (!this.availability.has(m.user_id)) this.availability.set(m.user_id, m.availability || "offline");
+      this._membersDelay = 0;
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
+      // Names, @mentions and assignment need the team: a transient failure (network, 5xx,
+      // 429) is retried with backoff up to 30 s instead of leaving the list empty until reload.
+      if (!this.stopped && (e.status === 0 || e.status === 429 || e.status >= 500)) {
+        this._membersDelay = Math.min(30000, (this._membersDelay || 500) * 2);
+        this._membersRetry = setTimeout(() => this.loadMembers(), this._membersDelay);
+      }
     }
     this.emit("members");
   }
