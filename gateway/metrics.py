@@ -16,6 +16,8 @@ slow_consumers = Counter("convot_gateway_slow_consumer_disconnects_total", "sock
 closes = Counter("convot_gateway_closes_total", "sockets closed by the gateway, by close code", ["code"])
 auth_failures = Counter("convot_gateway_auth_failures_total", "refused authentications", ["reason"])
 errors = Counter("convot_gateway_errors_total", "error frames sent, by code", ["code"])
+read_positions = Counter("convot_gateway_read_positions_total",
+                         "members' read positions handed to PostgreSQL, by outcome (stored | dropped)", ["outcome"])
 
 
 def _children(metric):

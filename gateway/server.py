@@ -537,9 +537,11 @@ class Gateway:
                     "SELECT convot_store_read_positions($1::jsonb)",
                     [{"org": o, "member": u, "conversation": c, "seq": s} for (o, u, c), s in highest.items()],
                     timeout=READ_STORE_TIMEOUT)
+            m.read_positions.labels("stored").inc(len(highest))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            m.read_positions.labels("dropped").inc(len(highest))
             now = time.monotonic()
             if now - self._read_store_warned >= READ_STORE_WARN_EVERY:
                 self._read_store_warned = now

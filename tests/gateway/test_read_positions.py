@@ -131,6 +131,12 @@ async def cut_pg_gateway(config, servers):
         await proxy.close()
 
 
+def _counted(outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("convot_gateway_read_positions_total", {"outcome": outcome}) or 0.0
+
+
 async def test_receipts_are_delivered_while_positions_cannot_be_stored(cut_pg_gateway, tenant, owner_db, caplog):
     gw, proxy = cut_pg_gateway
     conv = await persisted_conversation(owner_db, tenant, 0)
@@ -139,6 +145,7 @@ async def test_receipts_are_delivered_while_positions_cannot_be_stored(cut_pg_ga
     await reader.send(type="read", conversation_id=conv, seq=1)
     await wait_position(owner_db, tenant.org, tenant.agents[0], conv, 1)
 
+    dropped_before = _counted("dropped")
     await proxy.cut()                               # PostgreSQL "down" for the gateway
     with caplog.at_level(logging.WARNING, logger="convot.gateway"):
         await reader.send(type="read", conversation_id=conv, seq=4)
@@ -155,10 +162,13 @@ async def test_receipts_are_delivered_while_positions_cannot_be_stored(cut_pg_ga
     for secret in (tenant.org, tenant.agents[0], conv):
         assert secret not in warning.getMessage()
     assert (await positions(owner_db, tenant.org))[(tenant.agents[0], conv)] == 1
+    assert _counted("dropped") == dropped_before + 1, "the metric counts the dropped position"
     # The socket is fine and so is the gateway.
     await reader.send(type="ping", ref="p")
     assert (await reader.expect("pong"))["ref"] == "p"
 
+    stored_before = _counted("stored")
     await proxy.start()                             # back: the next read is stored
     await reader.send(type="read", conversation_id=conv, seq=5)
     await wait_position(owner_db, tenant.org, tenant.agents[0], conv, 5)
+    assert _counted("stored") >= stored_before + 1
