@@ -332,13 +332,14 @@ async def _view_data(call: Call, pool, org_id, contact_id) -> tuple[list[Session
             """SELECT id, status, last_seq FROM conversations WHERE org_id = $1 AND contact_id = $2
                ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC LIMIT $3""",
             org_id, contact_id, MAX_CONVERSATIONS)
-        agents = await conn.fetch(
+        members = await conn.fetch(
             """SELECT u.id, u.name, u.avatar_url FROM members m JOIN users u ON u.id = m.user_id
-               WHERE m.org_id = $1 ORDER BY (m.availability = 'online') DESC, m.created_at LIMIT $2""",
-            org_id, MAX_AGENTS)
+               WHERE m.org_id = $1 ORDER BY m.created_at, u.id""", org_id)
         # "Online" only when someone chose Online and has an inbox open (engine/availability.py),
-        # as the team presence frames the widget gets later say
-        team_state = await Presence(call.config, call.app[keys.REDIS], pool).team(conn, org_id)
+        # as the team presence frames the widget gets later say; those agents are shown first.
+        states = await Presence(call.config, call.app[keys.REDIS], pool).states(conn, org_id)
+    online = {s.user_id for s in states if s.state == "online"}
+    agents = sorted(members, key=lambda a: str(a["id"]) not in online)[:MAX_AGENTS]   # stable: by join date
     # the live sequence and status are in Redis (PostgreSQL may be a moment behind)
     shard = engine_keys.shard_of(str(org_id), call.config.engine.shards)
     live = []
@@ -355,7 +356,7 @@ async def _view_data(call: Call, pool, org_id, contact_id) -> tuple[list[Session
                 continue
             seq, status = max(seq, int(state[0] or 0)), (state[1] or b"open").decode()
         conversations.append(SessionConversation(id=r["id"], last_seq=seq, status=status))
-    team = SessionTeam(online=team_state == "online", agents=[
+    team = SessionTeam(online=bool(online), agents=[
         SessionAgent(id=a["id"], name=a["name"] or "",
                      avatar_url=a["avatar_url"] if (a["avatar_url"] or "").startswith(("https://", "http://")) else None)
         for a in agents])

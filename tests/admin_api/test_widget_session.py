@@ -257,8 +257,10 @@ async def test_team_and_live_state(app, shop, client_factory):
         await conn.execute("UPDATE users SET avatar_url = 'javascript:alert(1)' WHERE id = $1", agent_id)
     b = await shop.browser()
     s = (await b.session()).body
-    # chose Online, but no inbox open: the team is away (as the presence frames would say)
-    assert s["team"]["online"] is False and s["team"]["agents"][0]["id"] == str(agent_id)
+    # chose Online, but no inbox open: the team is away (as the presence frames would say), and
+    # the agents are listed by join date (the owner first)
+    assert s["team"]["online"] is False and s["team"]["agents"][0]["id"] == str(shop.owner_id)
+    assert str(agent_id) in [a["id"] for a in s["team"]["agents"]]
     # an inbox socket of the agent, as a gateway records it
     await Presence(app[keys.CONFIG], app[keys.REDIS], app[keys.DB]).set_entries(
         str(shop.org), [(str(agent_id), "inbox-widget-test", 600_000, "c")])
@@ -267,7 +269,8 @@ async def test_team_and_live_state(app, shop, client_factory):
     await app[keys.ENGINE].send_message(str(shop.org), ack.conversation_id, type="outgoing", author_kind="member",
                                         author_id=str(agent_id), body="y")   # not persisted yet
     body = (await b.session()).body
-    assert body["team"]["online"] is True and body["team"]["agents"][0]["id"] == str(agent_id)
+    assert body["team"]["online"] is True and body["team"]["agents"][0]["id"] == str(agent_id), \
+        "the agent who is online (chose Online, inbox open) is listed first"
     assert body["team"]["agents"][0]["avatar_url"] is None, "only http(s) avatars"
     assert body["conversations"][0]["last_seq"] == 2, "the live sequence, ahead of PostgreSQL"
     shard = engine_keys.shard_of(str(shop.org), app[keys.CONFIG].engine.shards)
