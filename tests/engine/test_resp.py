@@ -49,58 +49,50 @@ def test_encode_and_shape():
     assert xread_entries([[b"s", [[b"1-0", None]]]]) == [(b"s", [(b"1-0", {})])]
 
 
-async def test_against_redis(servers, redis_client):
+@pytest.fixture
+async def lean(servers, redis_client):
+    """A StreamReaderConnection to the test Redis; closed, and the test's keys (test:*) removed, after."""
     conn = StreamReaderConnection(servers.redis_url)
-    try:
-        await redis_client.delete("test:sr")
-        first = await redis_client.xadd("test:sr", {"o": "org", "f": b'{"a":"\\r\\n"}'})
-        big = "x" * 300_000
-        await redis_client.xadd("test:sr", {"o": "org2", "f": big})
-        got = await conn.xread({b"test:sr": b"0-0"}, count=10, block=100)
-        assert got[0][0] == b"test:sr"
-        assert [e[1][b"o"] for e in got[0][1]] == [b"org", b"org2"]
-        assert got[0][1][0][0] == first and got[0][1][1][1][b"f"] == big.encode()
-        assert await conn.xread({b"test:sr": got[0][1][-1][0]}, count=10, block=50) == []
-        assert isinstance(await conn.client_id(), int)
-    finally:
-        await conn.aclose()
-        await redis_client.delete("test:sr")
+    yield conn
+    await conn.aclose()
+    keys = await redis_client.keys("test:*")
+    if keys:
+        await redis_client.delete(*keys)
 
 
-async def test_xreadgroup_against_redis(servers, redis_client):
-    conn = StreamReaderConnection(servers.redis_url)
-    try:
-        await redis_client.delete("test:srg")
-        await redis_client.xgroup_create("test:srg", "g", id="0", mkstream=True)
-        eid = await redis_client.xadd("test:srg", {"t": "m", "f": "{}"})
-        got = await conn.xreadgroup("g", "c1", {"test:srg": ">"}, count=10, block=50)
-        assert got == [(b"test:srg", [(eid, {b"t": b"m", b"f": b"{}"})])]
-        assert await conn.xreadgroup("g", "c1", {"test:srg": ">"}, count=10, block=50) == []
-        with pytest.raises(ConnectionError):
-            await conn.xreadgroup("nogroup", "c1", {"test:srg": ">"}, count=10, block=50)
-    finally:
-        await conn.aclose()
-        await redis_client.delete("test:srg")
+async def test_against_redis(lean, redis_client):
+    await redis_client.delete("test:sr")
+    first = await redis_client.xadd("test:sr", {"o": "org", "f": b'{"a":"\\r\\n"}'})
+    big = "x" * 300_000
+    await redis_client.xadd("test:sr", {"o": "org2", "f": big})
+    got = await lean.xread({b"test:sr": b"0-0"}, count=10, block=100)
+    assert got[0][0] == b"test:sr"
+    assert [e[1][b"o"] for e in got[0][1]] == [b"org", b"org2"]
+    assert got[0][1][0][0] == first and got[0][1][1][1][b"f"] == big.encode()
+    assert await lean.xread({b"test:sr": got[0][1][-1][0]}, count=10, block=50) == []
+    assert isinstance(await lean.client_id(), int)
 
 
-async def test_pipeline_returns_errors_in_place(servers, redis_client):
-    conn = StreamReaderConnection(servers.redis_url)
-    try:
-        replies = await conn.pipeline([("SET", "test:p", "1"), ("INCR", "test:p"), ("LPUSH", "test:p", "x"),
-                                       ("GET", "test:p")])
-        assert replies[0] == b"OK" and replies[1] == 2 and replies[3] == b"2"
-        assert isinstance(replies[2], ReplyError) and "WRONGTYPE" in str(replies[2])
-    finally:
-        await conn.aclose()
-        await redis_client.delete("test:p")
+async def test_xreadgroup_against_redis(lean, redis_client):
+    await redis_client.delete("test:srg")
+    await redis_client.xgroup_create("test:srg", "g", id="0", mkstream=True)
+    eid = await redis_client.xadd("test:srg", {"t": "m", "f": "{}"})
+    got = await lean.xreadgroup("g", "c1", {"test:srg": ">"}, count=10, block=50)
+    assert got == [(b"test:srg", [(eid, {b"t": b"m", b"f": b"{}"})])]
+    assert await lean.xreadgroup("g", "c1", {"test:srg": ">"}, count=10, block=50) == []
+    with pytest.raises(ConnectionError):
+        await lean.xreadgroup("nogroup", "c1", {"test:srg": ">"}, count=10, block=50)
 
 
-async def test_pipeline_timeout_closes_the_connection_and_the_next_call_reconnects(servers, redis_client):
-    conn = StreamReaderConnection(servers.redis_url)
-    try:
-        with pytest.raises(TimeoutError):
-            await conn.pipeline([("BLPOP", "test:never", "1")], timeout=0.05)
-        assert conn.protocol is None, "a late BLPOP answer must not be read as the next reply"
-        assert await conn.pipeline([("PING",)]) == [b"PONG"]
-    finally:
-        await conn.aclose()
+async def test_pipeline_returns_errors_in_place(lean):
+    replies = await lean.pipeline([("SET", "test:p", "1"), ("INCR", "test:p"), ("LPUSH", "test:p", "x"),
+                                   ("GET", "test:p")])
+    assert replies[0] == b"OK" and replies[1] == 2 and replies[3] == b"2"
+    assert isinstance(replies[2], ReplyError) and "WRONGTYPE" in str(replies[2])
+
+
+async def test_pipeline_timeout_closes_the_connection_and_the_next_call_reconnects(lean):
+    with pytest.raises(TimeoutError):
+        await lean.pipeline([("BLPOP", "test:never", "1")], timeout=0.05)
+    assert lean.protocol is None, "a late BLPOP answer must not be read as the next reply"
+    assert await lean.pipeline([("PING",)]) == [b"PONG"]

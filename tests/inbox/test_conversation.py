@@ -35,6 +35,16 @@ async def conversation_row(page, text):
     return row
 
 
+async def shopper_starts_chat(shop_ctx, stack, agent_page, name: str, text: str):
+    """A shopper called ``name`` writes ``text`` in the demo shop; ``agent_page`` opens that
+    conversation once it is listed.  Returns the shop page and the widget frame."""
+    shop, widget = await open_demo_shop(shop_ctx, stack, name=name)
+    await widget_send(widget, text)
+    await conversation_row(agent_page, name)
+    await open_conversation_of(agent_page, name)
+    return shop, widget
+
+
 async def test_assign_status_tags_and_views_follow_live_on_both_inboxes(stack, browsers, owner_db):
     tag = uuid.uuid4().hex[:6]
     bea_id, email, password = await add_member(stack, owner_db, role="agent", name=f"Bea {tag}")
@@ -99,10 +109,7 @@ async def test_notes_stay_private_mentions_notify_and_deletion_follows_the_role_
     await mia.get_by_text("Desktop notifications are on.").wait_for()
     await mia.get_by_role("link", name="Inbox").click()
     owner = await sign_in(o_ctx, stack, stack.demo["owner"], stack.demo["owner_pw"])
-    shop, widget = await open_demo_shop(shop_ctx, stack, name=f"Nora {tag}")
-    await widget_send(widget, f"Notes {tag}")
-    await conversation_row(alice, f"Nora {tag}")
-    await open_conversation_of(alice, f"Nora {tag}")
+    shop, widget = await shopper_starts_chat(shop_ctx, stack, alice, f"Nora {tag}", f"Notes {tag}")
 
     # A private note with an @mention picked from the list.
     await alice.get_by_role("tab", name="Note").click()
@@ -236,10 +243,7 @@ async def test_the_team_list_is_loaded_again_after_a_failed_first_load(stack, br
 
     await a_ctx.route("**/v1/orgs/*/members", flaky_members)
     alice = await sign_in(a_ctx, stack, stack.demo["agent"], stack.demo["agent_pw"])
-    shop, widget = await open_demo_shop(shop_ctx, stack, name=f"Nell {tag}")
-    await widget_send(widget, f"Team {tag}")
-    await conversation_row(alice, f"Nell {tag}")
-    await open_conversation_of(alice, f"Nell {tag}")
+    await shopper_starts_chat(shop_ctx, stack, alice, f"Nell {tag}", f"Team {tag}")
     await alice.get_by_role("tab", name="Note").click()
     await alice.type("#composer-input", "@Qui")
     await alice.locator("#mention-list [role=option]", has_text=f"Quinn {tag}").wait_for()
