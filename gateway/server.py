@@ -24,8 +24,6 @@ import asyncpg
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from websockets.asyncio.server import serve as ws_serve
-from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from convot.config import Config
@@ -45,6 +43,8 @@ from gateway import authz
 from gateway import metrics as m
 from gateway import protocol as p
 from gateway.errors import ERRORS, GatewayError
+from gateway import websocket
+from gateway.websocket import SocketClosed, WebSocket
 
 log = logging.getLogger("convot.gateway")
 
@@ -62,16 +62,16 @@ _OPEN = State.OPEN
 LISTEN_BACKLOG = 4096      # capped by net.core.somaxconn
 
 
-class Conn:
-    """One authenticated (or authenticating) socket: what fan-out needs, nothing more."""
+class Conn(WebSocket):
+    """One socket (gateway/websocket.py does its WebSocket protocol) and what the gateway
+    keeps for it: the principal once authenticated, and what fan-out needs, nothing more."""
 
-    __slots__ = ("id", "ws", "transport", "principal", "sm", "bucket", "org_key", "contact_key", "seen",
-                 "closed", "expiry", "gateway", "buffer_limit", "resume_cap", "outbox", "__weakref__")
+    __slots__ = ("id", "principal", "sm", "bucket", "org_key", "contact_key", "seen",
+                 "closed", "expiry", "gateway", "buffer_limit", "resume_cap", "outbox")
 
-    def __init__(self, gateway: "Gateway", ws):
+    def __init__(self, gateway: "Gateway"):
+        super().__init__(gateway.ws_settings)
         self.id = os.urandom(6).hex()
-        self.ws = ws
-        self.transport = ws.transport
         self.gateway = gateway
         self.principal: authz.Principal | None = None
         self.sm = p.StateMachine()
@@ -109,7 +109,7 @@ class Conn:
         if not out:
             return
         self.outbox = []
-        if self.closed or self.ws.protocol.state is not _OPEN:
+        if self.closed or self.protocol.state is not _OPEN:
             return
         self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         if self.transport.get_write_buffer_size() > self.buffer_limit:
@@ -120,11 +120,10 @@ class Conn:
         is written and then awaited until the socket has taken it below the bound, instead
         of counting as a slow consumer.  Only the requesting socket's own handler waits."""
         self.flush()                     # what was queued before goes first
-        if self.closed or self.ws.protocol.state is not _OPEN:
+        if self.closed or self.protocol.state is not _OPEN:
             return
         self.transport.write(data)
-        if self.transport.get_write_buffer_size() > self.buffer_limit // 2:
-            await self.ws.drain()
+        await self.drain()               # returns at once below the high-water mark (buffer_limit / 2)
 
     def deliver_message(self, conv: bytes, seq: int, data: bytes) -> None:
         seen = self.seen
@@ -324,6 +323,11 @@ class Gateway:
         self.subjects: dict[tuple, tuple[float, str | None]] = {}
         self.draining = False
         self.presence = SocketPresence(Presence(config, redis, pool))   # member sockets -> availability
+        g = config.gateway
+        self.ws_settings = websocket.Settings(
+            handler=self.handler, max_size=g.max_frame_bytes, max_queue=4, open_timeout=10.0, ping_interval=20.0,
+            close_timeout=2.0, write_high_water=g.send_buffer_bytes // 2,
+            plain_http={"/healthz": (200, "ok\n")})      # load balancers' health check on the socket port
         self.dirty: list[Conn] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         # Authentication lookups of one loop turn share one round trip each (engine/batch.py):
@@ -351,21 +355,21 @@ class Gateway:
             conn.flush()
 
     # -- lifecycle of one socket -----------------------------------------------------------------
-    async def handler(self, ws) -> None:
-        conn = Conn(self, ws)
+    async def handler(self, conn: Conn) -> None:
+        """The socket's one task, from the accepted handshake until it closes."""
         token = connection_id.set(conn.id)
         self.conns.add(conn)
         try:
             await self._session(conn)
-        except ConnectionClosed:
+        except SocketClosed:
             pass
         except GatewayError as exc:
-            await self._close(conn, exc)
+            self._close(conn, exc)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("socket handler failed")
-            await self._close(conn, GatewayError("server_error"))
+            self._close(conn, GatewayError("server_error"))
         finally:
             self.conns.discard(conn)
             conn.closed = True
@@ -379,7 +383,7 @@ class Gateway:
                     self._presence_contact(conn.principal, "offline")
             connection_id.reset(token)
 
-    async def _close(self, conn: Conn, exc: GatewayError) -> None:
+    def _close(self, conn: Conn, exc: GatewayError) -> None:
         code = exc.close_code or ERRORS["server_error"].close_code
         m.closes.labels(str(code)).inc()
         if exc.code != "slow_consumer":
@@ -387,10 +391,7 @@ class Gateway:
         if exc.code == "auth_failed":
             m.auth_failures.labels(exc.detail.split(":")[0][:32] if exc.detail else "unknown").inc()
         conn.closed = True
-        try:
-            await conn.ws.close(code, exc.close_reason)
-        except Exception:  # the peer is already gone
-            pass
+        conn.close(code, exc.close_reason)       # never waits: the peer has close_timeout to answer
 
     def kick(self, conn: Conn, code: str) -> None:
         """Close a socket from synchronous code (fan-out, timers, revocations)."""
@@ -399,15 +400,13 @@ class Gateway:
         if code == "slow_consumer":
             m.slow_consumers.inc()
         conn.closed = True
-        task = asyncio.get_running_loop().create_task(self._close(conn, GatewayError(code)))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self._close(conn, GatewayError(code))
 
     async def _session(self, conn: Conn) -> None:
         g = self.config.gateway
         try:
-            raw = await asyncio.wait_for(conn.ws.recv(), g.auth_timeout)
-        except asyncio.TimeoutError:
+            raw = await conn.recv(g.auth_timeout)
+        except TimeoutError:
             raise GatewayError("auth_timeout") from None
         try:
             request = p.parse(raw, self.limits)
@@ -415,7 +414,8 @@ class Gateway:
             raise GatewayError("protocol_violation", f"first frame: {exc.code}") from None
         conn.sm.accepts(request)
         await self._authenticate(conn, request)
-        async for raw in conn.ws:
+        while True:
+            raw = await conn.recv()
             if conn.closed:
                 return
             if not conn.bucket.take():
@@ -822,13 +822,6 @@ _DISPATCH = {
 }
 
 
-async def _health(connection, request):
-    """Plain HTTP GET /healthz on the socket port (load balancers); everything else upgrades."""
-    if request.path == "/healthz":
-        return connection.respond(200, "ok\n")
-    return None
-
-
 async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
     from engine import metrics as engine_metrics
 
@@ -858,12 +851,10 @@ async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
         loop = asyncio.get_running_loop()
         background = [loop.create_task(gateway.fanout.read_streams()), loop.create_task(gateway.read_pubsub())]
         presence_writer = loop.create_task(gateway.presence.run())
-        server = await ws_serve(gateway.handler, g.host, g.port, compression=None, max_size=g.max_frame_bytes,
-                                max_queue=4, reuse_port=True, process_request=_health, close_timeout=2,
-                                ping_interval=20, ping_timeout=20,
-                                # a deep accept queue: a reconnect or connection storm must not
-                                # overflow it (asyncio's default 100 drops SYNs: 1 s, 3 s retries)
-                                backlog=LISTEN_BACKLOG)
+        # a deep accept queue: a reconnect or connection storm must not overflow it
+        # (asyncio's default 100 drops SYNs: 1 s, 3 s retries)
+        server = await websocket.serve(lambda: Conn(gateway), gateway.ws_settings, g.host, g.port,
+                                       backlog=LISTEN_BACKLOG)
         log.info("gateway listening on %s:%d", g.host, g.port)
         if ready is not None and not ready.done():
             ready.set_result(server)
@@ -872,16 +863,12 @@ async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
         if server is not None:
             # Graceful drain: stop accepting, let in-flight sends be acknowledged, then tell
             # every client to reconnect elsewhere (4000) and wait for the handlers.
-            server.server.close()
+            server.stop_accepting()
             try:
                 await asyncio.wait_for(asyncio.shield(gateway.drain()), g.drain_seconds)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 pass
-            server.close(close_connections=True, code=ERRORS["server_shutdown"].close_code, reason="server_shutdown")
-            try:
-                await asyncio.wait_for(server.wait_closed(), g.drain_seconds)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                pass
+            await server.close(ERRORS["server_shutdown"].close_code, "server_shutdown", g.drain_seconds)
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
