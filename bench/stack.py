@@ -33,7 +33,9 @@ class Services:
     def __init__(self, cfg: Config, *, gateways: int = 1, workers: int = 1, log_dir: Path | None = None,
                  separate_ports: bool = False):
         self.cfg = cfg
+        self.own_log_dir = log_dir is None         # a temporary folder: removed by stop() unless something failed
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="convot-bench-logs-"))
+        self.killed: set[str] = set()             # stopped with SIGKILL on purpose (fault tests)
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
         self.metrics_ports: dict[str, int] = {}      # name -> its /metrics port
@@ -73,6 +75,7 @@ class Services:
     def kill(self, name: str) -> None:
         proc = self.procs[name]
         if proc.poll() is None:
+            self.killed.add(name)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
 
@@ -88,8 +91,16 @@ class Services:
         return proc.returncode
 
     def stop(self) -> None:
-        for name in list(self.procs):
-            self.terminate(name)
+        """Drain every process; the temporary log folder goes too, unless a process exited
+        with an error (then its path is printed)."""
+        failed = [name for name in list(self.procs)
+                  if self.terminate(name) not in (0, None) and name not in self.killed]
+        if not self.own_log_dir:
+            return
+        if failed:
+            print(f"bench: {', '.join(failed)} exited with an error; logs kept in {self.log_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from bench.loadgen import PartPool, cpu_seconds, established_tcp, own_cpu_seconds, rss_bytes, split
+from bench.loadgen import PartPool, cpu_seconds, established_tcp, machine_busy_seconds, own_cpu_seconds, rss_bytes, split
 from bench.report import Timeline, add_report_arguments, distribution, finish, merge_timelines
 from bench.results import RunResult, environment, latency_summary, merge_encoded, new_histogram
 
@@ -71,13 +71,21 @@ async def socket_part(tokens: list[str], common: dict, ctl) -> dict:
     live: list = []
     pongs: dict[int, asyncio.Future] = {}
     state = {"closing": False, "first": None, "last": None}
+    timeout = 30.0
     slots = asyncio.Semaphore(common["concurrency"])
     interval = common["processes"] / common["rate"] if common["rate"] else 0.0
 
     def error(kind: str) -> None:
         errors[kind] = errors.get(kind, 0) + 1
 
+    def expire(ready: asyncio.Future) -> None:
+        if not ready.done():
+            ready.set_exception(asyncio.TimeoutError())
+
     async def one(i: int, token: str) -> None:
+        # Lean on purpose: the generator shares the machine's cores with the gateways, so every
+        # microsecond here is one the system under test does not get (a timer handle, not
+        # asyncio.wait_for, for the ready timeout).
         ready = loop.create_future()
 
         def on_frame(payload: bytes) -> None:
@@ -105,8 +113,12 @@ async def socket_part(tokens: list[str], common: dict, ctl) -> dict:
             state["first"] = wall if state["first"] is None else min(state["first"], wall)
             try:
                 sock = await connect(host, ports[i % len(ports)], on_frame, on_close)
-                sock.send(orjson.dumps({"type": "authenticate", "token": token, "ref": 1}))
-                frame = await asyncio.wait_for(ready, 30)
+                sock.send(b'{"type":"authenticate","ref":1,"token":' + orjson.dumps(token) + b"}")
+                deadline = loop.call_later(timeout, expire, ready)
+                try:
+                    frame = await ready
+                finally:
+                    deadline.cancel()
             except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
                 error(str(exc)[:40] if isinstance(exc, ConnectionError) else type(exc).__name__)
                 ctl.add("failed")
@@ -124,6 +136,7 @@ async def socket_part(tokens: list[str], common: dict, ctl) -> dict:
             ctl.add("ready")
 
     await asyncio.sleep(max(0.0, common["start_at"] - time.time()) + random.random() * min(interval, 0.01))
+    cpu_at_start = own_cpu_seconds()
     tasks = []
     next_at = time.monotonic()
     for i, token in enumerate(tokens):
@@ -136,6 +149,7 @@ async def socket_part(tokens: list[str], common: dict, ctl) -> dict:
         elif i % 64 == 63:
             await asyncio.sleep(0)
     await asyncio.gather(*tasks)
+    storm_cpu_s = own_cpu_seconds() - cpu_at_start
     ctl.set("finished", 1)
 
     # hold: the parent measures (RSS, CPU, the gateways' gauges), then every socket must answer
@@ -163,7 +177,7 @@ async def socket_part(tokens: list[str], common: dict, ctl) -> dict:
     await asyncio.sleep(0.2)
     return {"ready": len(live), "attempted": len(tokens), "pongs": answered, "errors": errors,
             "histogram": hist.encode(), "timeline": timeline.encode(), "first": state["first"], "last": state["last"],
-            "cpu_s": own_cpu_seconds()}
+            "cpu_s": own_cpu_seconds(), "storm_cpu_s": storm_cpu_s}
 
 
 # ---- orchestration ---------------------------------------------------------------------------
@@ -181,6 +195,8 @@ def gateway_connections(metrics_ports: list[int]) -> int | None:
     """Sum of the gateways' own `convot_gateway_connections` (None when not scrapeable)."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    if not metrics_ports:
+        return None
     total = 0
     try:
         for port in metrics_ports:
@@ -203,12 +219,15 @@ def run_sockets(cfg, p: SocketParams, host: str, ports: list[int], *, scenario: 
     per_org = [p.sockets // p.orgs + (1 if i < p.sockets % p.orgs else 0) for i in range(p.orgs)]
     tenants = aio.run(seed(cfg.database.migrate_url, p.orgs, 0, per_org))
     tokens = plan_tokens(cfg, tenants)
-    cpu_before = {pid: cpu_seconds(pid) for pid in gateway_pids}
     rss_before = {pid: rss_bytes(pid) for pid in gateway_pids}
     start_at = time.time() + 3.0
     common = {"host": host, "ports": ports, "rate": p.rate, "concurrency": p.concurrency, "start_at": start_at,
               "processes": p.processes, "ping_check": p.ping_check}
     pool = PartPool(socket_part, split(tokens, p.processes), common, FIELDS)
+    # CPU is counted from the storm's start (the generator processes start up before it)
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu_before = {pid: cpu_seconds(pid) for pid in gateway_pids}
+    machine_before = machine_busy_seconds()
     last = {"t": time.monotonic(), "ready": 0}
 
     def describe(t: dict) -> str:
@@ -221,8 +240,9 @@ def run_sockets(cfg, p: SocketParams, host: str, ports: list[int], *, scenario: 
     expected_time = p.sockets / p.rate if p.rate else p.sockets / 500
     pool.wait(lambda t: t["finished"] == p.processes, 60 + expected_time * 3, describe, quiet)
     storm_end = time.time()
-    top = profile.stop() if profile is not None else None
     cpu_after = {pid: cpu_seconds(pid) for pid in gateway_pids}
+    machine_cpu = machine_busy_seconds() - machine_before
+    top = profile.stop() if profile is not None else None
     time.sleep(p.hold)
     figures: dict = {}
     rss_after = {pid: rss_bytes(pid) for pid in gateway_pids}
@@ -269,6 +289,13 @@ def run_sockets(cfg, p: SocketParams, host: str, ports: list[int], *, scenario: 
         figures["gateway_rss_mib_after"] = round(sum(rss_after.values()) / 2**20, 1)
         figures["gateway_rss_kib_per_socket"] = round(grown / 1024 / max(1, ready), 2)
     figures["generator_cpu_s"] = round(sum(part["cpu_s"] for part in parts), 2)
+    # Where a connect's CPU goes, from the storm's start to its last `ready`: the gateways, the
+    # generator, and the whole machine (the rest: Redis, PostgreSQL, the kernel, the worker).
+    # On a machine of C cores the authenticated-connect rate cannot exceed C * 1000 / machine ms.
+    figures["generator_cpu_ms_per_connect"] = round(sum(part["storm_cpu_s"] for part in parts) * 1000 / max(1, ready), 3)
+    figures["machine_cpu_ms_per_connect"] = round(machine_cpu * 1000 / max(1, ready), 3)
+    figures["machine_cpu_busy_pct_during_storm"] = round(
+        machine_cpu * 100 / max(1e-3, (storm_end - start_at) * (os.cpu_count() or 1)), 1)
     result.figures = figures
     if top:
         result.figures["gateway_profile_top"] = top
@@ -291,12 +318,51 @@ def sockets_ok(result: RunResult) -> bool:
     return result.ok() and (reported is None or reported == result.acked)
 
 
+def start_floor(cfg, n: int) -> tuple[list, int]:
+    """``n`` floor servers (bench/floor.py) sharing one free port: (processes, port)."""
+    import subprocess
+
+    from bench.stack import config_env
+    from convot.embedded import free_port
+
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.floor", "--port", str(port)], env=config_env(cfg),
+                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) for _ in range(n)]
+    for proc in procs:
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("floor server did not start")
+    return procs, port
+
+
+def run_floor(args, p: SocketParams, servers) -> RunResult:
+    """--floor: the same storm against bench/floor.py servers instead of the gateways."""
+    cfg = servers.start()
+    procs, port = start_floor(cfg, args.gateways)
+    try:
+        print(f"connection-storm --floor: {p.sockets:,} sockets, {args.gateways} floor server(s) "
+              f"(handshake + JWT only), {p.processes} generator processes, {os.cpu_count()} CPUs", file=sys.stderr)
+        result = run_sockets(cfg, p, "127.0.0.1", [port], scenario="connection-storm-floor",
+                             gateway_pids=[proc.pid for proc in procs], metrics_ports=[])
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+    return result
+
+
 def main(args) -> int:
     from bench.stack import EmbeddedServers, Services
 
     p = SocketParams(sockets=args.sockets, orgs=args.orgs, rate=args.rate, concurrency=args.concurrency,
                      processes=args.processes, hold=args.hold)
     servers = EmbeddedServers()
+    if args.floor:
+        try:
+            result = run_floor(args, p, servers)
+        finally:
+            servers.stop()
+        return finish(result, args, ok=sockets_ok(result))
     cfg = servers.start().replace(database={"pool_max": args.db_pool})
     services = Services(cfg, gateways=args.gateways, workers=args.workers)
     try:
@@ -316,3 +382,6 @@ def main(args) -> int:
 
 def add_arguments(p) -> None:
     add_socket_arguments(p, sockets=5000, rate=0.0)
+    p.add_argument("--floor", action="store_true",
+                   help="storm bench/floor.py servers (handshake + JWT verification only, --gateways of them) "
+                        "instead of the gateways: this machine's ceiling for an authenticated connect")

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bench.scenarios.connection_storm import SocketParams, run_sockets, sockets_ok
+from bench.scenarios.connection_storm import SocketParams, run_sockets, sockets_ok, start_floor
 from bench.scenarios.idle_capacity import idle_cpu
 from bench.stack import Services
 
@@ -30,6 +30,25 @@ async def test_short_connection_storm_authenticates_every_socket(config):
     assert result.errors == {} and sockets_ok(result)
     assert result.latency["count"] == 300 and sum(t["count"] for t in result.timeline) == 300
     assert result.figures["gateway_cpu_ms_per_connect"] > 0
+    assert result.figures["generator_cpu_ms_per_connect"] > 0 and result.figures["machine_cpu_ms_per_connect"] > 0
+    assert not services.log_dir.exists()            # a clean run leaves no log folder behind
+
+
+async def test_short_storm_against_the_floor_servers(config):
+    """--floor: the same storm against bench/floor.py (handshake + JWT only), two processes."""
+    procs, port = await asyncio.to_thread(start_floor, config, 2)
+    try:
+        p = SocketParams(sockets=200, orgs=2, rate=0.0, concurrency=64, processes=2, hold=0.2)
+        result = await asyncio.to_thread(
+            run_sockets, config, p, "127.0.0.1", [port], scenario="connection-storm-floor",
+            gateway_pids=[proc.pid for proc in procs], metrics_ports=[], quiet=True)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 10)
+    assert (result.sent, result.acked, result.delivered, result.lost) == (200, 200, 200, 0), result.errors
+    assert sockets_ok(result) and "gateway_reported_connections" not in result.figures
+    assert result.figures["established_tcp_on_gateway_port"] == 200
 
 
 async def test_short_idle_capacity_holds_and_measures_one_gateway(config):
