@@ -46,22 +46,24 @@ def _run_service(name: str, config: Config) -> int:
     return 0
 
 
-# Generation-0 collections every GC_YOUNG_THRESHOLD container allocations (CPython's default
-# is 700).  A socket or a message allocates a few dozen containers; with the default a
-# connection storm spent 13 % of the gateway's CPU in the collector, most of it in generation
-# 1 and 2 passes over every live socket (docs/performance.md).
-GC_YOUNG_THRESHOLD = 10_000
+# Full collections (generation 2) walk every live object: with 5,000 sockets one took up to
+# 276 ms, and CPython's default (one after every 10 generation-1 passes, growth permitting) ran
+# four of them during a 5,000-socket connection storm, 0.67 s of the gateway's CPU.  100
+# makes them ten times rarer; generations 0 and 1 keep their defaults, so young pauses stay
+# at 1-2 ms (a higher generation-0 threshold sped up the storm too, but its 10-36 ms
+# pauses showed in fan-out p99).  docs/performance.md has the measurements.
+GC_THRESHOLDS = (700, 10, 100)
 
 
 def tune_gc() -> None:
     """Everything imported so far lives as long as the process: out of the collector's sight
-    (``gc.freeze``), and young collections less often.  Cycles (a closed socket's protocol
-    objects) are still collected."""
+    (``gc.freeze``, so the rare full collections do not walk it), then :data:`GC_THRESHOLDS`.
+    Cycles (a closed socket's protocol objects) are still collected."""
     import gc
 
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _cmd_migrate(config: Config) -> int:
