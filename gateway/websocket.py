@@ -80,15 +80,6 @@ class WebSocket(asyncio.Protocol):
         self.gone = False                              # connection_lost() was called
         self.refusing: str | None = None               # set by the server while it shuts down
 
-    # -- state -----------------------------------------------------------------------------------
-    @property
-    def open(self) -> bool:
-        return self.protocol.state is _OPEN
-
-    @property
-    def close_code(self) -> int | None:
-        return self.protocol.close_code
-
     # -- receiving -----------------------------------------------------------------------------------
     async def recv(self, timeout: float | None = None) -> bytes:
         """The next message's bytes (text or binary); SocketClosed once the socket is closing
@@ -238,7 +229,8 @@ class WebSocket(asyncio.Protocol):
         protocol.send_response(response)
         if response.status_code != 101:
             return
-        self.timer.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
         interval = self.settings.ping_interval
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(interval, self._keepalive) if interval else None
