@@ -49,7 +49,7 @@ from engine import keys
 from engine.availability import Presence, run_sweeper
 from engine.client import KEEP, EngineClient
 from engine.errors import EngineError
-from engine.groups import GroupReader, is_nogroup
+from engine.groups import GroupReader
 from engine.rules import (BusinessHours, Clock, Context, Decision, RuleError, RuleSet, choose, evaluate,
                           needs_strategy, parse_business_hours, parse_timezone, utc_now)
 
@@ -135,7 +135,8 @@ class Assigner:
         self.group = group
         self.w = config.workflow
         self.streams = [keys.stream(s) for s in range(config.engine.shards)]
-        # "$": only conversations that start from now on, never the stream's history
+        # "$": only conversations that start from now on, never the stream's history; a group
+        # Redis lost (NOGROUP) is created again by the GroupReader, from then on too
         self.group_reader = GroupReader(redis, group, self.streams, start_id="$", count=READ_COUNT,
                                         claim_idle_ms=self.w.assignment_claim_idle_ms,
                                         linger=config.engine.batch_linger_ms / 1000, consumer=consumer)
@@ -298,15 +299,7 @@ async def run_assigner(assigner: Assigner, stop: asyncio.Event) -> None:
             # the entries stay pending in the group and are read again: nothing is lost
             log.warning("auto-assignment: backing store unavailable (%s)", type(exc).__name__)
         except ResponseError as exc:
-            if is_nogroup(exc):
-                # Redis lost the group (restarted without its data): start again from now
-                log.warning("auto-assignment: consumer group missing; creating it again")
-                try:
-                    await assigner.setup()
-                except (*_REDIS_DOWN, ResponseError) as again:
-                    log.warning("auto-assignment: cannot create the group (%s)", type(again).__name__)
-            else:
-                log.error("auto-assignment: Redis refused a command (%s)", type(exc).__name__)
+            log.error("auto-assignment: Redis refused a command (%s)", type(exc).__name__)
         except Exception as exc:  # never let the loop die: log the type, back off, go on
             log.error("auto-assignment: unexpected error (%s)", type(exc).__name__)
         assigner._recheck_pending = True

@@ -8,8 +8,7 @@ done, stays with each consumer:
 
 * ``create()``: XGROUP CREATE (MKSTREAM) on every stream; a group that exists (BUSYGROUP)
   is fine.  The start id is the consumer's: ``"0"`` for persistence (everything not yet
-  persisted), ``"$"`` for the others (what happens from now on, never the history).  Calling
-  it again is how a run loop recovers from NOGROUP (Redis restarted without its data).
+  persisted), ``"$"`` for the others (what happens from now on, never the history).
 * ``read(block_ms)``: XREADGROUP ``>`` over every stream with BLOCK.  A partial batch waits
   ``linger`` seconds (``engine.batch_linger_ms``) and reads once more, without BLOCK, for the
   rest of the batch: under load that is one read, one transaction and one XACK for many
@@ -25,25 +24,37 @@ done, stays with each consumer:
 * ``ack(entries)`` / ``add_acks(pipe, entries)``: XACK, one command per stream, in one
   pipeline of its own or in the caller's (the worker sends its acks with its dead letters
   and ``persisted.lua`` calls).
+* A lost group: Redis answers NOGROUP when it restarted without its data (or the stream or
+  group was removed).  ``read()``, ``own_pending()`` and ``claim()`` then log one warning (the
+  group's name, nothing else), create the group again (``create()``: the same start id as at
+  start-up; the consumer's ``on_recreate`` first, if given) and return what they have:
+  nothing, or the part of a batch read before the group went.  The next call reads from the
+  new group.  XACK on a lost group is no error (Redis answers 0): acknowledging needs nothing.
 
 An entry is ``(stream: str, entry_id: bytes, fields: dict)``.  ``redis`` is redis-py's client,
 or engine/cluster.py's on Redis Cluster (one read per stream there, pipelines per node).
 ``connection``, when given, is the lean engine/resp.py connection that serves the XREADGROUP
-reads instead (the worker's hot path); everything else goes through ``redis``.  Errors are
-the caller's to handle: Redis unavailable, NOGROUP.
+reads instead (the worker's hot path); everything else goes through ``redis``.  Other errors
+are the caller's to handle: Redis unavailable (also while creating a lost group again), a
+refused command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from redis.exceptions import ResponseError
 
 Entry = tuple[str, bytes, dict]
+
+log = logging.getLogger("convot.engine.groups")
+# redis-py answers NOGROUP with a ResponseError; engine/resp.py's reads with a ConnectionError
+_NOGROUP_CARRIERS = (ResponseError, ConnectionError)
 
 
 def consumer_name() -> str:
@@ -74,7 +85,8 @@ class GroupReader:
     def __init__(self, redis, group: str, streams: Iterable[str], *, start_id: str, count: int,
                  claim_idle_ms: int, linger: float = 0.0, consumer: str | None = None, connection=None,
                  claim_limit: int | None = None, claim_every: float | None = None,
-                 on_claimed: Callable[[str, int], None] | None = None):
+                 on_claimed: Callable[[str, int], None] | None = None,
+                 on_recreate: Callable[[], Awaitable[None]] | None = None):
         self.redis = redis
         self.connection = connection
         self.group = group
@@ -88,6 +100,8 @@ class GroupReader:
         # claim_if_due(): a quarter of the idle threshold, so an orphan waits at most 1.25 x it
         self.claim_every = claim_idle_ms / 4000 if claim_every is None else claim_every
         self.on_claimed = on_claimed              # (stream, entries taken over), for metrics and logs
+        # run before a lost group is created again: what else Redis lost (the worker's Lua scripts)
+        self.on_recreate = on_recreate
         self._claim_cursor: dict[str, str] = {}
         self._last_claim = 0.0
 
@@ -99,17 +113,33 @@ class GroupReader:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    async def _recreate(self) -> None:
+        """NOGROUP: the group is gone (Redis restarted without its data); create it again, from
+        the same start id as at start-up, and claim from the start of its (new) pending list."""
+        log.warning("consumer group %s missing; creating it again", self.group)
+        self._claim_cursor.clear()
+        if self.on_recreate is not None:
+            await self.on_recreate()
+        await self.create()
+
     # ---- reading ---------------------------------------------------------------------------
 
     async def _xreadgroup(self, position: str, count: int, block: int | None) -> list[Entry]:
         source = self.connection or self.redis
-        reply = await source.xreadgroup(self.group, self.consumer, {s: position for s in self.streams},
-                                        count=count, block=block)
+        try:
+            reply = await source.xreadgroup(self.group, self.consumer, {s: position for s in self.streams},
+                                            count=count, block=block)
+        except _NOGROUP_CARRIERS as exc:
+            if not is_nogroup(exc):
+                raise
+            await self._recreate()
+            return []
         return flatten(reply)
 
     async def read(self, block_ms: int, *, linger: bool = True) -> list[Entry]:
         """New entries: up to ``count``, waiting up to ``block_ms`` for the first; a partial batch
-        lingers (unless ``linger`` is False, e.g. while stopping) and reads once more."""
+        lingers (unless ``linger`` is False, e.g. while stopping) and reads once more.  A lost
+        group is created again: nothing, or what the first read got, is returned."""
         entries = await self._xreadgroup(">", self.count, block_ms)
         if entries and len(entries) < self.count and linger and self.linger:
             await asyncio.sleep(self.linger)
@@ -134,8 +164,18 @@ class GroupReader:
         return await self.claim()
 
     async def claim(self) -> list[Entry]:
-        """Entries idle longer than ``claim_idle_ms`` on any consumer, now ours."""
+        """Entries idle longer than ``claim_idle_ms`` on any consumer, now ours.  A lost group
+        is created again: what the streams before it gave is returned."""
         out: list[Entry] = []
+        try:
+            await self._claim_into(out)
+        except ResponseError as exc:
+            if not is_nogroup(exc):
+                raise
+            await self._recreate()
+        return out
+
+    async def _claim_into(self, out: list[Entry]) -> None:
         for stream in self.streams:
             start = self._claim_cursor.get(stream, "0-0")
             reply = await self.redis.xautoclaim(stream, self.group, self.consumer, self.claim_idle_ms,
@@ -150,7 +190,6 @@ class GroupReader:
                 self.on_claimed(stream, len(claimed))
             if self.claim_limit is not None and len(out) >= self.claim_limit:
                 break
-        return out
 
     async def _ack_deleted(self, stream: str, start: str, cursor: str, found: set) -> None:
         """Acknowledge the entries of ours between ``start`` and ``cursor`` (the range one

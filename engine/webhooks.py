@@ -54,7 +54,7 @@ from convot.config import Config
 from convot.crypto import CryptoError, Encryptor, row_aad
 from convot.db import scoped, set_scope
 from engine import keys
-from engine.groups import GroupReader, is_nogroup
+from engine.groups import GroupReader
 
 log = logging.getLogger("convot.engine.webhooks")
 
@@ -402,7 +402,8 @@ class StreamDispatcher:
         self.redis = redis
         self.shards = config.engine.shards
         self.streams = {keys.stream(s): s for s in range(self.shards)}
-        # "$": a new group starts with what happens from now on, not the whole history
+        # "$": a new group starts with what happens from now on, not the whole history; so does
+        # one Redis lost (NOGROUP), created again by the GroupReader
         self.group_reader = GroupReader(redis, group, self.streams, start_id="$", count=READ_COUNT,
                                         claim_idle_ms=CLAIM_IDLE_MS, linger=config.engine.batch_linger_ms / 1000,
                                         consumer=consumer)
@@ -711,14 +712,6 @@ async def run_dispatcher(dispatcher: StreamDispatcher, stop: asyncio.Event) -> N
             backoff = 0.2
             continue
         except (*_REDIS_DOWN, *_PG_DOWN, ResponseError) as exc:
-            if is_nogroup(exc):
-                # Redis lost the group (restarted without its data): start again from now
-                log.warning("webhook dispatcher: consumer group missing; creating it again")
-                try:
-                    await dispatcher.setup()
-                    continue
-                except (*_REDIS_DOWN, ResponseError) as again:
-                    exc = again
             # entries stay pending in the group and are read again: nothing is lost
             log.warning("webhook dispatcher: backing store unavailable (%s)", type(exc).__name__)
         except Exception as exc:  # never let the loop die: log the type, back off, go on

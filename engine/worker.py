@@ -37,7 +37,7 @@ from convot.metrics import initialise, run_shard_stats, start_metrics_server, st
 from engine import keys
 from engine import metrics as m
 from engine.client import create_redis
-from engine.groups import GroupReader, is_nogroup
+from engine.groups import GroupReader
 from engine.persist import plan, write
 from engine.resp import StreamReaderConnection
 from engine.scripts import Scripts
@@ -87,13 +87,16 @@ class Worker:
         # redis-py otherwise (tests, Redis Cluster).
         self.reader = reader
         self.pool = pool
-        # "0": a new group starts with everything in the stream, none of it persisted yet
+        self.scripts = Scripts()
+        # "0": a new group starts with everything in the stream, none of it persisted yet; so does
+        # one created again after Redis lost its data (writes are idempotent: nothing is doubled),
+        # and the scripts, lost with it, are loaded again first.
         self.group_reader = GroupReader(
             redis, keys.GROUP, [keys.stream(s) for s in range(self.e.shards)], start_id="0", count=self.e.batch_max,
             claim_idle_ms=self.e.claim_idle_ms, linger=self.e.batch_linger_ms / 1000, consumer=consumer,
-            connection=reader, claim_limit=self.e.batch_max, on_claimed=_claimed)
+            connection=reader, claim_limit=self.e.batch_max, on_claimed=_claimed,
+            on_recreate=lambda: self.scripts.load(self.redis))
         self.consumer = self.group_reader.consumer
-        self.scripts = Scripts()
         self.stopping = False
         self._last_maintenance = 0.0
         self.stale_idle_ms = STALE_GROUP_IDLE_MS
@@ -121,15 +124,7 @@ class Worker:
                 backoff = 0.2
                 continue
             except (*_REDIS_DOWN, ResponseError) as exc:
-                if is_nogroup(exc):
-                    # Redis lost its data (restarted without it): the groups are created again from
-                    # the start of what is there; writes are idempotent, so nothing is doubled.
-                    log.warning("consumer group %s missing; creating it again", keys.GROUP)
-                    try:
-                        await self.setup()
-                        continue
-                    except (*_REDIS_DOWN, ResponseError) as again:
-                        exc = again
+                # (a lost group, NOGROUP, is created again by the GroupReader and never gets here)
                 m.redis_errors.inc()
                 log.warning("Redis unavailable (%s); retrying in %.1fs", type(exc).__name__, backoff)
             await asyncio.sleep(backoff)

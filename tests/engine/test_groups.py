@@ -1,10 +1,13 @@
 """engine/groups.py against real Redis: group creation, a partial batch that lingers for more,
-taking over another consumer's idle entries, our own pending entries, acknowledgement, and the
-same reads through the lean engine/resp.py connection."""
+taking over another consumer's idle entries, our own pending entries, acknowledgement, a group
+Redis lost (NOGROUP) created again, and the same reads through the lean engine/resp.py
+connection."""
 
+import logging
 import uuid
 
 import pytest
+from redis.exceptions import ResponseError
 
 from engine.groups import GroupReader, flatten
 from engine.resp import StreamReaderConnection
@@ -216,3 +219,124 @@ async def test_create_makes_missing_streams(redis_client, start_id):
     groups = await redis_client.xinfo_groups(stream)
     assert [g["name"] for g in groups] == [b"g"]
     await redis_client.delete(stream)
+
+
+# ---- a lost group (NOGROUP: Redis restarted without its data) -----------------------------------
+
+async def _group_names(redis_client, stream: str) -> list[bytes]:
+    return [g["name"] for g in await redis_client.xinfo_groups(stream)] if await redis_client.exists(stream) else []
+
+
+def _recreated(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "convot.engine.groups"]
+
+
+async def _lose(redis_client, stream: str, how: str) -> None:
+    if how == "group destroyed":
+        await redis_client.xgroup_destroy(stream, "g")
+    else:                                                       # what a restart without data leaves
+        await redis_client.delete(stream)
+
+
+@pytest.mark.parametrize("how", ["group destroyed", "stream deleted"])
+@pytest.mark.parametrize("start_id", ["0", "$"])
+@pytest.mark.parametrize("lean", [False, True], ids=["redis-py", "lean"])
+async def test_a_read_that_finds_its_group_lost_creates_it_again_and_reading_goes_on(
+        servers, redis_client, caplog, how, start_id, lean):
+    [stream] = await _streams(redis_client, 1)
+    conn = StreamReaderConnection(servers.redis_url) if lean else None
+    try:
+        hooks = []
+
+        async def on_recreate():
+            hooks.append(await _group_names(redis_client, stream))  # what there is when it runs
+
+        reader = _reader(redis_client, [stream], start_id=start_id, connection=conn, on_recreate=on_recreate)
+        await reader.create()
+        await _add(redis_client, stream, 2, "old")
+        assert len(await reader.read(10)) == 2                      # appended after create(): new to both
+        await _lose(redis_client, stream, how)
+        caplog.set_level(logging.WARNING, logger="convot.engine.groups")
+        assert await reader.read(10) == []                          # no error: the group is back
+        assert _recreated(caplog) == ["consumer group g missing; creating it again"]
+        assert hooks == [[]] and await _group_names(redis_client, stream) == [b"g"]
+        [new] = await _add(redis_client, stream, 1, "new")
+        got = [f[b"n"] for _, _, f in await reader.read(10)]
+        # The start id of start-up: "0" reads what the stream still holds, "$" only what came after.
+        history = [b"old0", b"old1"] if start_id == "0" and how == "group destroyed" else []
+        assert got == history + [b"new0"]
+        assert len(_recreated(caplog)) == 1                         # once per loss, not per read
+        assert (await _pending_ids(redis_client, stream))[new] == reader.consumer.encode()
+    finally:
+        if conn is not None:
+            await conn.aclose()
+        await redis_client.delete(stream)
+
+
+class LosesGroupAfterFirstRead:
+    """The real client; right after the first XREADGROUP answers, the group is destroyed (Redis
+    lost it while this reader lingered for the rest of its batch)."""
+
+    def __init__(self, redis_client, stream: str):
+        self.redis, self.stream, self.calls = redis_client, stream, 0
+
+    async def xreadgroup(self, group, consumer, streams, count=None, block=None):
+        self.calls += 1
+        reply = await self.redis.xreadgroup(group, consumer, streams, count=count, block=block)
+        if self.calls == 1:
+            await self.redis.xgroup_destroy(self.stream, group)
+        return reply
+
+    def __getattr__(self, name):
+        return getattr(self.redis, name)
+
+
+async def test_a_batch_read_before_the_group_went_is_returned(redis_client, caplog):
+    [stream] = await _streams(redis_client, 1)
+    await redis_client.xgroup_create(stream, "g", id="$", mkstream=True)
+    await _add(redis_client, stream, 2)
+    source = LosesGroupAfterFirstRead(redis_client, stream)
+    reader = _reader(source, [stream], start_id="$", linger=0.001)
+    caplog.set_level(logging.WARNING, logger="convot.engine.groups")
+    assert [f[b"n"] for _, _, f in await reader.read(50)] == [b"x0", b"x1"]
+    assert source.calls == 2 and len(_recreated(caplog)) == 1
+    assert await _group_names(redis_client, stream) == [b"g"]
+    await redis_client.delete(stream)
+
+
+async def test_own_pending_and_claim_create_a_lost_group_again(redis_client, caplog):
+    one, two = await _streams(redis_client)
+    dead = _reader(redis_client, [one, two])
+    live = _reader(redis_client, [one, two], claim_idle_ms=0, count=1)
+    await dead.create()
+    ids = await _add(redis_client, one, 3)
+    assert len(await dead.read(10)) == 3
+    assert [e for _, e, _ in await live.claim()] == [ids[0]]     # its cursor is now past ids[0]
+    caplog.set_level(logging.WARNING, logger="convot.engine.groups")
+    await _lose(redis_client, one, "group destroyed")
+    assert await live.own_pending() == []
+    assert await _group_names(redis_client, one) == [b"g"] and len(_recreated(caplog)) == 1
+    await _lose(redis_client, one, "group destroyed")
+    assert await live.claim() == []
+    assert await _group_names(redis_client, one) == [b"g"] and len(_recreated(caplog)) == 2
+    # The new group (start id "0") hands the history out again; the claim starts at its beginning.
+    assert len(await dead.read(10)) == 3
+    assert [e for _, e, _ in await live.claim()] == [ids[0]]
+    await redis_client.delete(one, two)
+
+
+async def test_other_refusals_are_the_callers(servers, redis_client, caplog):
+    [stream] = await _streams(redis_client, 1)
+    await redis_client.set(stream, "not a stream")
+    conn = StreamReaderConnection(servers.redis_url)
+    caplog.set_level(logging.WARNING, logger="convot.engine.groups")
+    try:
+        for reader in (_reader(redis_client, [stream]), _reader(redis_client, [stream], connection=conn)):
+            with pytest.raises((ResponseError, ConnectionError), match="WRONGTYPE"):
+                await reader.read(10)
+            with pytest.raises(ResponseError, match="WRONGTYPE"):
+                await reader.claim()
+        assert _recreated(caplog) == [] and await redis_client.get(stream) == b"not a stream"
+    finally:
+        await conn.aclose()
+        await redis_client.delete(stream)
