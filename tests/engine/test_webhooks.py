@@ -521,12 +521,10 @@ async def test_the_engine_worker_runs_dispatcher_and_delivery(servers, owner_db,
     assert event["data"]["conversation"]["id"] == conv and receiver.bad_signatures == 0
 
 
-async def test_the_dispatcher_creates_a_lost_group_again(config, db):
-    from urllib.parse import urlparse, urlunparse
-
+async def test_the_dispatcher_creates_a_lost_group_again(config, db, other_db):
     from engine.client import create_redis
 
-    cfg = config.replace(redis={"url": urlunparse(urlparse(config.redis.url)._replace(path="/8"))})
+    cfg = config.replace(redis={"url": other_db(config.redis.url, 8)})
     redis = create_redis(cfg)
     dispatcher = wh.StreamDispatcher(cfg, db, redis)
     await dispatcher.setup()

@@ -290,20 +290,13 @@ async def test_poison_entry_goes_to_dead_letters_and_the_rest_is_stored(config, 
     assert pending["pending"] == 0
 
 
-def _other_db(url: str, db: int) -> str:
-    """The same Redis server, another database: a keyspace of this test's own."""
-    from urllib.parse import urlparse, urlunparse
-
-    return urlunparse(urlparse(url)._replace(path=f"/{db}"))
-
-
-async def test_a_lost_group_is_created_again_and_persisting_goes_on(config, db, owner_db):
+async def test_a_lost_group_is_created_again_and_persisting_goes_on(config, db, owner_db, other_db):
     """Redis restarted without its data (here: the group destroyed): the worker recreates its
     group instead of stopping, and what was appended afterwards is persisted."""
     from engine.client import create_redis
     from engine.resp import StreamReaderConnection
 
-    cfg = config.replace(redis={"url": _other_db(config.redis.url, 7)})
+    cfg = config.replace(redis={"url": other_db(config.redis.url, 7)})
     redis = create_redis(cfg)
     reader = StreamReaderConnection(cfg.redis.url)
     tenant = await seed_tenant(owner_db)
