@@ -14,7 +14,9 @@ Words are matched by prefix in the ``simple`` configuration (``refund`` finds "r
 case-insensitive), all words must occur (AND).  Messages use the GIN index on
 ``messages.search``; contacts the expression index ``contacts_search`` (migration 0500).  Hits
 come newest first with an opaque keyset cursor, so paging is stable while messages arrive.
-Every statement names ``org_id`` and runs under row-level security.  docs/workflow.md.
+Every statement names ``org_id`` and runs under row-level security.  A member's team search
+carries their own read position (``read_seq``) with each conversation, like the conversation
+list (admin_api/rest/conversations.py ``read_seqs``); an API key has none.  docs/workflow.md.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import orjson
 
 from admin_api.call import Call
 from admin_api.errors import ApiError
+from admin_api.rest.conversations import read_seqs
 from admin_api.routing import RouteTable
 from admin_api.schemas import Array, Choice, DateTime, Integer, Nested, Schema, String, Uuid
 from engine.events import STATUSES, normalise_tag
@@ -69,6 +72,9 @@ class SearchConversation(Schema):
     contact_id = Uuid(nullable=True)
     app_id = Uuid(nullable=True)
     last_message_at = DateTime(nullable=True)
+    read_seq = Integer(required=False, nullable=True,
+                       description="members only: the highest `seq` the requesting member has read in this conversation "
+                                   "(from the `read` frames of their inbox sockets), null if none; absent for API keys")
 
 
 class SearchMessage(Schema):
@@ -240,13 +246,20 @@ async def search_team(call: Call) -> SearchPage:
             conn, call.org_id, q.q, limit=q.limit, cursor=q.cursor if q.is_set("cursor") else None,
             status=q.status if q.is_set("status") else None, assignee=q.assignee_id if q.is_set("assignee_id") else None,
             tag=tag, app_id=q.app_id if q.is_set("app_id") else None)
-    items = [SearchHit(matched=r["matched"],
-                       conversation=SearchConversation(id=r["id"], status=r["status"], assignee_id=r["assignee_id"],
-                                                       tags=list(r["tags"]), contact_id=r["contact_id"],
-                                                       app_id=r["app_id"], last_message_at=r["last_message_at"]),
+        positions = await read_seqs(call, conn, list({r["id"] for r in rows}))
+    items = [SearchHit(matched=r["matched"], conversation=_team_conversation(r, positions),
                        message=_message(r) if r["matched"] == "message" else None)
              for r in rows]
     return SearchPage(items=items, terms=terms, next_cursor=next_cursor)
+
+
+def _team_conversation(row: dict, positions: dict | None) -> SearchConversation:
+    view = SearchConversation(id=row["id"], status=row["status"], assignee_id=row["assignee_id"],
+                              tags=list(row["tags"]), contact_id=row["contact_id"], app_id=row["app_id"],
+                              last_message_at=row["last_message_at"])
+    if positions is not None:          # a member: their position or null; an API key: no field
+        view.read_seq = positions.get(row["id"])
+    return view
 
 
 @routes.route("GET", "/v1/orgs/{org_id}/contacts/{contact_id}/search", permission="conversations.read",

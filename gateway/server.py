@@ -56,6 +56,9 @@ _ENGINE_CODES = {"not_found": "not_found", "invalid": "bad_frame", "unavailable"
 SUBJECT_CACHE_SECONDS = 30.0
 READ_STORE_TIMEOUT = 5.0          # a hung PostgreSQL holds read positions back at most this long
 READ_STORE_WARN_EVERY = 30.0      # one warning per this many seconds while storing fails
+READ_RETRY_FIRST = 0.5            # a read of a conversation PostgreSQL does not have yet: again after this,
+READ_RETRY_GIVE_UP = 30.0         # doubling, for at most this long after the first miss,
+READ_RETRY_HELD = 10_000          # and for at most this many positions at once (beyond: dropped, counted)
 CONVERSATION_CACHE = 100_000
 MAX_TRACKED_CONVERSATIONS = 1000
 _OPEN = State.OPEN
@@ -308,6 +311,64 @@ class Fanout:
                 self.g.kick(conn, reason)
 
 
+class ReadRetries:
+    """Read positions waiting for their conversation to reach PostgreSQL (pure: the caller
+    passes the time).  A member's first read of a brand-new conversation usually arrives before
+    the engine workers persisted it; convot_store_read_positions (migration 0603) hands such
+    positions back and they are submitted again after ``first`` seconds, then twice as long each
+    time, the last attempt ``give_up`` seconds after the first miss.  At most ``capacity`` are
+    held: memory stays bounded whatever the clients send.  Keys are (org, member, conversation);
+    a key held keeps the highest seq seen for it."""
+
+    def __init__(self, *, first: float = READ_RETRY_FIRST, give_up: float = READ_RETRY_GIVE_UP,
+                 capacity: int = READ_RETRY_HELD):
+        self.first, self.give_up, self.capacity = first, give_up, capacity
+        # key -> [seq, first miss, current delay, due (inf while submitted)]
+        self.held: dict[tuple, list] = {}
+
+    def __len__(self) -> int:
+        return len(self.held)
+
+    def highest(self, key: tuple, seq: int) -> int:
+        """``seq`` or the position held for ``key``, whichever is higher (a retry never lowers)."""
+        entry = self.held.get(key)
+        return seq if entry is None or entry[0] < seq else entry[0]
+
+    def missed(self, key: tuple, seq: int, now: float) -> bool:
+        """Hold a position whose conversation PostgreSQL does not have (yet), or schedule the next
+        attempt of one held; False when it is given up instead (too old, or too many held)."""
+        entry = self.held.get(key)
+        if entry is None:
+            if len(self.held) >= self.capacity:
+                return False
+            self.held[key] = [seq, now, self.first, now + self.first]
+            return True
+        delay = min(entry[2] * 2, entry[1] + self.give_up - now)
+        if delay <= 0:
+            del self.held[key]
+            return False
+        entry[0] = max(entry[0], seq)
+        entry[2], entry[3] = delay, now + delay
+        return True
+
+    def settled(self, key: tuple) -> None:
+        """Stored (or failed for good): no longer held."""
+        self.held.pop(key, None)
+
+    def due(self, now: float) -> list[tuple]:
+        """(org, member, conversation, seq) of every position due; each is then in flight until
+        its store answers (missed or settled), so it is never submitted twice at once."""
+        out = []
+        for key, entry in self.held.items():
+            if entry[3] <= now:
+                entry[3] = float("inf")
+                out.append((*key, entry[0]))
+        return out
+
+    def next_due(self) -> float | None:
+        return min((e[3] for e in self.held.values() if e[3] != float("inf")), default=None)
+
+
 class Gateway:
     def __init__(self, config: Config, *, redis, pool, engine: EngineClient, verifier: TokenVerifier):
         self.config = config
@@ -339,6 +400,8 @@ class Gateway:
         # receipt (live chat does not depend on PostgreSQL).
         self.read_positions = TurnBatcher(self._store_read_positions)
         self._read_store_warned = float("-inf")
+        self.read_retries = ReadRetries()
+        self._read_retry_timer: asyncio.TimerHandle | None = None
 
     # -- corked writes ---------------------------------------------------------------------------
     def mark_dirty(self, conn: Conn) -> None:
@@ -518,8 +581,10 @@ class Gateway:
 
     async def _store_read_positions(self, items: list[tuple]) -> list:
         """Members' read positions of one loop turn in one round trip (convot_store_read_positions,
-        migration 0602: the row-level-security scope is switched per organisation inside, and a
-        position never goes down).  Duplicates of the turn are coalesced to their highest seq.
+        migration 0603: the row-level-security scope is switched per organisation inside, and a
+        position never goes down).  Duplicates of the turn are coalesced to their highest seq,
+        and with a position held for retry.  A position whose conversation PostgreSQL does not
+        have yet is held in ``read_retries`` and submitted again a little later.
         Never raises: a failure (PostgreSQL down) is logged, without ids, and the positions of
         this turn are dropped -- the member's next read carries a position at least as high."""
         highest: dict[tuple, int] = {}
@@ -531,23 +596,67 @@ class Gateway:
                 highest[key] = seq
         if not highest:
             return [None] * len(items)
+        for key, seq in highest.items():
+            highest[key] = self.read_retries.highest(key, seq)
+        keys_ = list(highest)
         try:
             async with self.pool.acquire(timeout=READ_STORE_TIMEOUT) as conn:
-                await conn.fetchval(
+                later = await conn.fetchval(
                     "SELECT convot_store_read_positions($1::jsonb)",
-                    [{"org": o, "member": u, "conversation": c, "seq": s} for (o, u, c), s in highest.items()],
+                    [{"org": o, "member": u, "conversation": c, "seq": highest[(o, u, c)]} for o, u, c in keys_],
                     timeout=READ_STORE_TIMEOUT)
-            m.read_positions.labels("stored").inc(len(highest))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            for key in keys_:
+                self.read_retries.settled(key)
             m.read_positions.labels("dropped").inc(len(highest))
             now = time.monotonic()
             if now - self._read_store_warned >= READ_STORE_WARN_EVERY:
                 self._read_store_warned = now
                 log.warning("read positions: not stored (%s); %d in this batch dropped", type(exc).__name__,
                             len(highest))
+            return [None] * len(items)
+        if not isinstance(later, list):
+            later = []                   # migration 0603 not applied yet: 0602 answers a count
+        again = {keys_[i] for i in later if 0 <= i < len(keys_)}
+        now = asyncio.get_running_loop().time()
+        dropped = 0
+        for key in keys_:
+            if key in again:
+                if not self.draining and self.read_retries.missed(key, highest[key], now):
+                    continue                 # held: submitted again when due
+                dropped += 1
+            self.read_retries.settled(key)
+        m.read_positions.labels("stored").inc(len(keys_) - len(again))
+        if dropped:
+            m.read_positions.labels("dropped").inc(dropped)
+        self._schedule_read_retry()
         return [None] * len(items)
+
+    def _schedule_read_retry(self) -> None:
+        """One timer for the earliest position held for retry."""
+        due = self.read_retries.next_due()
+        if due is None:
+            return
+        if self._read_retry_timer is not None:
+            if self._read_retry_timer.when() <= due:
+                return
+            self._read_retry_timer.cancel()
+        self._read_retry_timer = asyncio.get_running_loop().call_at(due, self._retry_reads)
+
+    def _retry_reads(self) -> None:
+        self._read_retry_timer = None
+        if self.draining:                # shutting down: the pool goes away
+            waiting = self.read_retries.due(float("inf"))
+            for org, member, conversation, _ in waiting:
+                self.read_retries.settled((org, member, conversation))
+            if waiting:
+                m.read_positions.labels("dropped").inc(len(waiting))
+            return
+        for item in self.read_retries.due(asyncio.get_running_loop().time()):
+            self.read_positions.submit(item)      # never fails: _store_read_positions logs
+        self._schedule_read_retry()
 
     async def _revocation_records(self, triples: list[tuple]) -> list:
         """The revocation records of every socket authenticating in a loop turn: one MGET."""

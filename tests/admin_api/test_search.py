@@ -11,6 +11,7 @@ from admin_api.search import decode_cursor, encode_cursor, terms_of, tsquery
 from admin_api.errors import ApiError
 from convot.db import scoped
 from tests.admin_api.conftest import add_member, make_org, signed_in
+from tests.admin_api.developer import api_client
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -179,3 +180,27 @@ async def test_shopper_facing_search_never_returns_private_notes(world):
     bob_contact = bob.body["items"][0]["conversation"]["contact_id"]
     assert (await a.call("GET", f"/v1/orgs/{org}/contacts/{bob_contact}/search?q=refund")).body["items"] == []
     assert (await a.call("GET", f"/v1/orgs/{org}/contacts/{world['b_contact']}/search?q=refund")).status == 404
+
+
+async def test_team_search_carries_the_members_own_read_position(world, client_factory, app):
+    org, ana, parcel = world["org_a"], world["ana_conv"], world["parcel_conv"]
+    async with app[keys.DB].acquire() as conn:          # as the gateway stores a member's `read`
+        assert await conn.fetchval("SELECT convot_store_read_positions($1::jsonb)", [
+            {"org": org, "member": world["agent_id"], "conversation": ana, "seq": 2}]) == []
+
+    async def read_seqs(who, q):
+        answer = await who.call("GET", f"/v1/orgs/{org}/search?q={q}")
+        assert answer.status == 200, answer.body
+        return [(h["conversation"]["id"], h["conversation"].get("read_seq", "absent")) for h in answer.body["items"]]
+
+    # every hit of the conversation carries the member's own position; none yet is null
+    assert await read_seqs(world["agent"], "refund") == [(ana, 2)] * 3
+    assert set(await read_seqs(world["agent"], "parcel")) == {(parcel, None)}
+    # another member of the organisation has their own (none)
+    assert await read_seqs(world["owner"], "refund") == [(ana, None)] * 3
+    # an API key has no read position: no field, as in the conversation list
+    api = await api_client(client_factory, world["owner"], org, scopes=["messages:read"])
+    assert await read_seqs(api, "refund") == [(ana, "absent")] * 3
+    # the shopper-facing search never carries it
+    contact_view = await world["agent"].call("GET", f"/v1/orgs/{org}/contacts/{world['ana']}/search?q=refund")
+    assert all(set(h["conversation"]) == {"id", "status"} for h in contact_view.body["items"])

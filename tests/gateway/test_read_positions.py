@@ -1,5 +1,7 @@
-"""Members' read positions stored from `read` frames (migration 0602, Gateway.on_read): real
-gateway, Redis and PostgreSQL; PostgreSQL cut away through a TCP proxy for the fault case."""
+"""Members' read positions stored from `read` frames (migrations 0602 and 0603, Gateway.on_read):
+real gateway, Redis and PostgreSQL; PostgreSQL cut away through a TCP proxy for the fault case;
+the retry of a read of a conversation PostgreSQL does not have yet (ReadRetries) on its own and
+through a real gateway."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import uuid
 import pytest
 
 from convot.db import scoped
+from engine.worker import Worker
+from gateway.server import ReadRetries
 from tests.engine.seed import seed_tenant
 from tests.gateway.conftest import running_gateway
 from tests.gateway.proxy import CuttableProxy
@@ -106,15 +110,97 @@ async def test_positions_go_with_their_conversation_and_their_member(db, owner_d
     batch = [{"org": tenant.org, "member": m, "conversation": c, "seq": 3}
              for m in (tenant.agents[0], tenant.agents[1]) for c in (conv, kept)]
     async with db.acquire() as conn:            # the services' role, as the gateway calls it
-        assert await conn.fetchval("SELECT convot_store_read_positions($1::jsonb)", batch) == 4
-        # a member of no such organisation, or a conversation PostgreSQL does not have: skipped
+        assert await conn.fetchval("SELECT convot_store_read_positions($1::jsonb)", batch) == []
+        # a member of no such organisation: skipped for good; a conversation PostgreSQL does not
+        # have (yet): skipped and handed back (its index) to be submitted again later
         assert await conn.fetchval("SELECT convot_store_read_positions($1::jsonb)", [
             {"org": tenant.org, "member": str(uuid.uuid4()), "conversation": conv, "seq": 9},
-            {"org": tenant.org, "member": tenant.agents[0], "conversation": str(uuid.uuid4()), "seq": 9}]) == 0
+            {"org": tenant.org, "member": tenant.agents[0], "conversation": str(uuid.uuid4()), "seq": 9},
+            {"org": tenant.org, "member": tenant.agents[0], "conversation": kept, "seq": 4}]) == [1]
+    assert (await positions(owner_db, tenant.org))[(tenant.agents[0], kept)] == 4
     async with scoped(db, org_id=org) as conn:
         await conn.execute("DELETE FROM conversations WHERE org_id = $1 AND id = $2", org, uuid.UUID(conv))
         await conn.execute("DELETE FROM members WHERE org_id = $1 AND user_id = $2", org, uuid.UUID(tenant.agents[1]))
-    assert await positions(owner_db, tenant.org) == {(tenant.agents[0], kept): 3}
+    assert await positions(owner_db, tenant.org) == {(tenant.agents[0], kept): 4}
+
+
+def test_retries_of_a_missing_conversation_back_off_and_give_up():
+    retries, key = ReadRetries(first=0.5, give_up=30.0, capacity=10), ("o", "m", "c")
+    assert retries.missed(key, 3, now=100.0) and retries.next_due() == 100.5
+    assert retries.due(100.4) == []
+    assert retries.due(100.5) == [("o", "m", "c", 3)]
+    assert retries.due(100.6) == [] and retries.next_due() is None     # in flight: not submitted twice
+    # each miss doubles the delay; the last attempt is 30 s after the first miss, then given up
+    attempts, now = [100.5], 100.5
+    while retries.missed(key, 3, now):
+        now = retries.next_due()
+        attempts.append(now)
+        assert retries.due(now) == [("o", "m", "c", 3)]
+    assert attempts == [100.5, 101.5, 103.5, 107.5, 115.5, 130.0]
+    assert len(retries) == 0 and retries.next_due() is None
+
+
+def test_retries_keep_the_highest_position_and_a_bounded_number():
+    retries = ReadRetries(first=0.5, give_up=30.0, capacity=2)
+    assert retries.missed(("o", "m", "a"), 5, now=0.0)
+    assert retries.highest(("o", "m", "a"), 2) == 5 and retries.highest(("o", "m", "a"), 7) == 7
+    assert retries.highest(("o", "m", "other"), 1) == 1
+    retries.missed(("o", "m", "a"), 2, now=0.5)           # a lower seq later does not lower the held one
+    assert retries.due(10.0) == [("o", "m", "a", 5)]
+    assert retries.missed(("o", "m", "b"), 1, now=0.0)
+    assert not retries.missed(("o", "m", "c"), 1, now=0.0), "full: the third is dropped"
+    assert retries.missed(("o", "m", "b"), 2, now=0.5), "one already held is still retried when full"
+    retries.settled(("o", "m", "a"))
+    assert retries.missed(("o", "m", "c"), 1, now=1.0) and len(retries) == 2
+
+
+async def first_read_of_a_new_conversation(gw, tenant, owner_db, seq: int):
+    """A shopper opens a conversation (Redis only: no engine worker runs here); an agent reads
+    it at ``seq``, then reads a persisted barrier conversation on the same socket.  Once the
+    barrier is stored, the first read has been tried: (agent socket, conversation id)."""
+    shopper = await gw.shopper(tenant, 0)
+    await shopper.send(type="send", client_msg_id="s1", body="hello, is anyone there?")
+    conv = (await shopper.expect("ack"))["conversation_id"]
+    barrier = await persisted_conversation(owner_db, tenant, 1)
+    agent = await gw.member(tenant, tenant.agents[0])
+    await agent.send(type="read", conversation_id=conv, seq=seq)
+    await agent.send(type="read", conversation_id=barrier, seq=1)
+    await wait_position(owner_db, tenant.org, tenant.agents[0], barrier, 1)
+    assert (tenant.agents[0], conv) not in await positions(owner_db, tenant.org)
+    return agent, conv
+
+
+async def test_the_first_read_of_a_new_conversation_is_stored_once_the_worker_persists_it(
+        gw, tenant, owner_db, config, redis_client, db):
+    agent, conv = await first_read_of_a_new_conversation(gw, tenant, owner_db, 1)
+    worker = Worker(config, redis=redis_client, pool=db, consumer=f"t-{uuid.uuid4().hex[:6]}")
+    await worker.setup()
+    while await worker.step():
+        pass
+    # no other read is sent: the gateway's retry stores it (within its ~30 s of retries)
+    await wait_position(owner_db, tenant.org, tenant.agents[0], conv, 1, timeout=35.0)
+    assert not [f for f in agent.frames if f["type"] == "error"]
+
+
+async def test_a_retried_read_never_lowers_a_position_stored_meanwhile(gw, tenant, owner_db):
+    agent, conv = await first_read_of_a_new_conversation(gw, tenant, owner_db, 2)
+    stored_before = _counted("stored")
+    # The conversation's row and a higher position (as another gateway would have stored from a
+    # later read) appear together, so the retry of seq 2 necessarily comes after both.
+    async with owner_db.transaction():
+        await owner_db.execute("SELECT set_config('convot.org_id', $1, true)", tenant.org)
+        await owner_db.execute(
+            "INSERT INTO conversations (id, org_id, app_id, contact_id, last_seq) VALUES ($1, $2, $3, $4, 1)",
+            uuid.UUID(conv), uuid.UUID(tenant.org), uuid.UUID(tenant.app), uuid.UUID(tenant.contacts[0]))
+        await owner_db.execute(
+            "INSERT INTO read_positions (org_id, user_id, conversation_id, seq) VALUES ($1, $2, $3, 4)",
+            uuid.UUID(tenant.org), uuid.UUID(tenant.agents[0]), uuid.UUID(conv))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 35.0
+    while _counted("stored") < stored_before + 1:              # the retry went through
+        assert loop.time() < deadline, "the held read was never submitted again"
+        await asyncio.sleep(0.05)
+    assert (await positions(owner_db, tenant.org))[(tenant.agents[0], conv)] == 4
 
 
 @pytest.fixture
