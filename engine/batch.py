@@ -4,9 +4,11 @@
 flush that yields once (so everything submitted in this turn can join), then hands the items
 to ``run(items) -> results`` (one result per item, in order; an Exception instance fails just
 that item).  While a flush is in flight new items wait for the next one, so batches grow
-with load -- the same natural Nagle as the append router (engine/router.py), for lookups: the
-gateway's authentication checks of a connection storm cost one Redis and one PostgreSQL round
-trip per loop turn instead of one each per socket.
+with load (a natural Nagle without a timer), and two items submitted in order are run in
+that order.  Users: the append router (engine/router.py: one pipeline of ``append.lua`` calls
+per flush), the gateway's authentication lookups (a connection storm costs one Redis and one
+PostgreSQL round trip per loop turn instead of one each per socket), read positions, and
+ephemeral publishes.
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ from collections.abc import Awaitable, Callable, Sequence
 
 
 class TurnBatcher:
-    def __init__(self, run: Callable[[list], Awaitable[Sequence]], *, max_items: int = 500):
+    """``max_items``: at most this many items per run (None: all that are queued).
+    ``cancelled``: when a run is cancelled (shutdown), its callers get this exception instead
+    of a cancelled future."""
+
+    def __init__(self, run: Callable[[list], Awaitable[Sequence]], *, max_items: int | None = 500,
+                 cancelled: Callable[[], BaseException] | None = None):
         self._run = run
         self._max = max_items
+        self._cancelled = cancelled
         self._pending: list[tuple[object, asyncio.Future]] = []
         self._task: asyncio.Task | None = None
 
@@ -34,7 +42,10 @@ class TurnBatcher:
         try:
             await asyncio.sleep(0)
             while self._pending:
-                batch, self._pending = self._pending[:self._max], self._pending[self._max:]
+                if self._max is None or len(self._pending) <= self._max:
+                    batch, self._pending = self._pending, []
+                else:
+                    batch, self._pending = self._pending[:self._max], self._pending[self._max:]
                 await self._flush(batch)
         finally:
             self._task = None
@@ -47,7 +58,10 @@ class TurnBatcher:
         except asyncio.CancelledError:
             for _, fut in batch:
                 if not fut.done():
-                    fut.cancel()
+                    if self._cancelled is None:
+                        fut.cancel()
+                    else:
+                        fut.set_exception(self._cancelled())
             raise
         except Exception as exc:
             for _, fut in batch:
@@ -69,5 +83,12 @@ class TurnBatcher:
                 fut.set_result(result)
 
     async def idle(self) -> None:
+        """Wait until everything submitted so far has been run and answered (a cancelled run
+        counts as answered; the caller's own cancellation still propagates)."""
         while self._task is not None:
-            await asyncio.shield(self._task)
+            task = self._task
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.done():
+                    raise

@@ -1,10 +1,11 @@
 """ShardRouter: sends made during one event-loop turn go to Redis in one pipeline.
 
-``append()`` is synchronous and returns a future.  The first send of a turn starts a flush
-that first yields once (so every frame handled in this turn can join), then sends one
-``append.lua`` call per shard in one pipeline.  While a flush is in flight, new sends wait
-for the next one: flushes are serialised, so two sends of one socket are appended in the
-order they were made, and batches grow with load (a natural Nagle without a timer).
+``append()`` is synchronous and returns a future.  The sends are queued in a
+:class:`~engine.batch.TurnBatcher`: the first send of a turn starts a flush that yields once
+(so every frame handled in this turn can join), then the flush groups them by shard and sends
+one ``append.lua`` call per shard (at most MAX_PER_CALL sends each) in one pipeline.  Flushes
+are serialised, so two sends of one socket are appended in the order they were made, and
+batches grow with load.
 
 A caller's future resolves with its :class:`Ack` only after Redis has executed the script,
 i.e. the message is in the stream (AOF, fsync every second).
@@ -21,6 +22,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import keys
+from engine.batch import TurnBatcher
 from engine.errors import EngineError
 from engine.scripts import Scripts
 
@@ -70,8 +72,8 @@ class ShardRouter:
         self.scripts = scripts
         self.shards = shards
         self._fixed = (idem_ttl, recent_cap, meta_ttl)
-        self._pending: dict[int, list[tuple[AppendRequest, asyncio.Future]]] = {}
-        self._task: asyncio.Task | None = None
+        self._batcher = TurnBatcher(self._append_batch, max_items=None,
+                                    cancelled=lambda: EngineError("unavailable", "router closed"))
         self._closed = False
         self.metrics = metrics
 
@@ -79,65 +81,41 @@ class ShardRouter:
         return keys.shard_of(org_id, self.shards)
 
     def append(self, req: AppendRequest) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
         if self._closed:
+            fut = asyncio.get_running_loop().create_future()
             fut.set_exception(EngineError("unavailable", "router closed"))
             return fut
-        self._pending.setdefault(self.shard_of(req.org_id), []).append((req, fut))
-        if self._task is None:
-            self._task = loop.create_task(self._flush_loop())
-        return fut
+        return self._batcher.submit(req)
 
-    async def _flush_loop(self) -> None:
+    async def _append_batch(self, reqs: list[AppendRequest]) -> list:
+        """One flush: the sends grouped by shard, one script call per shard (and per
+        MAX_PER_CALL sends), all in one pipeline; an Ack or an exception per send."""
+        by_shard: dict[int, list[int]] = {}      # shard -> indexes into reqs, in order
+        for i, req in enumerate(reqs):
+            by_shard.setdefault(self.shard_of(req.org_id), []).append(i)
+        calls = [(shard, idx[i:i + MAX_PER_CALL]) for shard, idx in by_shard.items()
+                 for i in range(0, len(idx), MAX_PER_CALL)]
         try:
-            await asyncio.sleep(0)  # let the rest of this loop turn add its sends
-            while self._pending:
-                batch, self._pending = self._pending, {}
-                await self._flush(batch)
-        finally:
-            self._task = None
-            if self._pending and not self._closed:
-                self._task = asyncio.get_running_loop().create_task(self._flush_loop())
-
-    async def _flush(self, batch: dict[int, list[tuple[AppendRequest, asyncio.Future]]]) -> None:
-        calls = []
-        for shard, items in batch.items():
-            for i in range(0, len(items), MAX_PER_CALL):
-                calls.append((shard, items[i:i + MAX_PER_CALL]))
-        try:
-            results = await self._execute(calls)
+            results = await self._execute([(shard, [reqs[i] for i in idx]) for shard, idx in calls])
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             log.warning("append failed: Redis unavailable (%s)", type(exc).__name__)
-            for _, items in calls:
-                for _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(EngineError("unavailable", "Redis unavailable"))
-            return
-        except asyncio.CancelledError:
-            for _, items in calls:
-                for _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(EngineError("unavailable", "router closed"))
-            raise
+            return [EngineError("unavailable", "Redis unavailable") for _ in reqs]
         if self.metrics:
-            self.metrics.append_batch.observe(sum(len(items) for _, items in calls))
-        for (shard, items), result in zip(calls, results):
+            self.metrics.append_batch.observe(len(reqs))
+        answers: list = [None] * len(reqs)        # an Ack or an exception per send
+        for (shard, idx), result in zip(calls, results):
             if isinstance(result, Exception):
                 log.error("append.lua failed on shard %d: %s", shard, result)
-                for _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(EngineError("internal"))
+                for i in idx:
+                    answers[i] = EngineError("internal")
                 continue
-            for (req, fut), reply in zip(items, result):
-                if fut.done():
-                    continue
-                status = reply[0]
-                if status == b"ok":
-                    fut.set_result(Ack(reply[5].decode(), reply[2].decode(), reply[1], reply[3], bool(reply[4]),
-                                       req.client_msg_id or None))
+            for i, reply in zip(idx, result):
+                if reply[0] == b"ok":
+                    answers[i] = Ack(reply[5].decode(), reply[2].decode(), reply[1], reply[3], bool(reply[4]),
+                                     reqs[i].client_msg_id or None)
                 else:
-                    fut.set_exception(_RefusedAppend(status.decode()))
+                    answers[i] = _RefusedAppend(reply[0].decode())
+        return answers
 
     async def _execute(self, calls) -> list:
         sha = self.scripts.append.sha
@@ -145,7 +123,7 @@ class ShardRouter:
             commands = []
             for shard, items in calls:
                 args = [*self._fixed, len(items)]
-                for req, _ in items:
+                for req in items:
                     args.extend(req.args())
                 commands.append((keys.stream(shard), args))
             if self.conn is not None:
@@ -164,13 +142,7 @@ class ShardRouter:
 
     async def idle(self) -> None:
         """Wait until every queued send has been flushed and answered."""
-        while self._task is not None:
-            task = self._task
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if not task.done():
-                    raise
+        await self._batcher.idle()
 
     async def close(self) -> None:
         """Flush what is queued (drain), then refuse new appends."""

@@ -59,3 +59,22 @@ async def test_batches_are_capped():
     b = TurnBatcher(run, max_items=3)
     assert await asyncio.gather(*(b.submit(i) for i in range(7))) == list(range(7))
     assert sizes == [3, 3, 1]
+
+
+async def test_unbounded_runs_and_a_cancelled_run_answers_its_callers_with_the_given_error():
+    sizes, started = [], asyncio.Event()
+
+    async def run(items):
+        sizes.append(len(items))
+        started.set()
+        await asyncio.Event().wait()          # hangs until cancelled
+
+    b = TurnBatcher(run, max_items=None, cancelled=lambda: LookupError("closed"))
+    futs = [b.submit(i) for i in range(700)]
+    await started.wait()
+    assert sizes == [700]                     # no cap: everything queued goes in one run
+    b._task.cancel()
+    await b.idle()                            # a cancelled run counts as answered
+    for fut in futs:
+        with pytest.raises(LookupError):
+            await fut
