@@ -18,7 +18,6 @@ from admin_api.call import Call
 from admin_api.errors import ApiError
 from admin_api.routing import RouteTable
 from admin_api.schemas import Array, Boolean, Choice, DateTime, Integer, Nested, Schema, String, Uuid
-from admin_api.sessions import revoke_user_sessions
 from engine.errors import EngineError
 
 routes = RouteTable(tag="members")
@@ -112,7 +111,9 @@ async def get_member(call: Call) -> MemberView:
 
 @routes.route("PATCH", "/v1/orgs/{org_id}/members/{user_id}", permission="team.manage", body=MemberUpdate,
               response=MemberView, summary="Change a member's role and/or overrides",
-              description="A role change ends the member's sessions and gateway sockets at once.")
+              description="A role change takes effect on the member's next request and closes their gateway "
+                          "sockets of this organisation at once (they reconnect with the new role); their "
+                          "sign-in and their other organisations are untouched.")
 async def update_member(call: Call) -> MemberView:
     b, target_id = call.body, call.path["user_id"]
     actor = call.member.rules
@@ -127,7 +128,6 @@ async def update_member(call: Call) -> MemberView:
                 "UPDATE members SET role = $3, token_version = token_version + 1 WHERE org_id = $1 AND user_id = $2 "
                 "RETURNING token_version", call.org_id, target_id, b.role)
             await call.audit(conn, "member.role_changed", "member", target_id, {"from": row["role"], "to": b.role})
-            await revoke_user_sessions(conn, target_id)
             await cut_gateway_access(call, call.org_id, target_id, "role_changed", version)
             target = permissions.Member(target_id, b.role, target.overrides, target.is_super_owner)
         if b.is_set("overrides"):
@@ -152,12 +152,12 @@ async def remove_member(call: Call, target_id: uuid.UUID, *, action: str) -> Non
             raise ApiError(denied, "The organisation's creator cannot be removed." if row["is_super_owner"] else None)
         await conn.execute("DELETE FROM members WHERE org_id = $1 AND user_id = $2", call.org_id, target_id)
         await call.audit(conn, action, "member", target_id, {"role": row["role"]})
-        await revoke_user_sessions(conn, target_id)
         await cut_gateway_access(call, call.org_id, target_id, "member_removed", row["token_version"] + 1)
 
 
 @routes.route("DELETE", "/v1/orgs/{org_id}/members/{user_id}", permission="team.manage", status=204,
-              summary="Remove a member (ends their sessions and sockets at once)")
+              summary="Remove a member (their sockets in this organisation close at once; their account, "
+                      "sign-in and other organisations are untouched)")
 async def delete_member(call: Call) -> None:
     await remove_member(call, call.path["user_id"], action="member.removed")
 

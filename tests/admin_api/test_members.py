@@ -1,5 +1,6 @@
-"""Members: role changes and removal follow the rules, and cut sessions and gateway tokens at
-once; per-member overrides."""
+"""Members: role changes and removal follow the rules and cut gateway tokens at once, in that
+organisation only (the person's sign-in and other organisations are untouched); per-member
+overrides."""
 
 import asyncio
 import contextlib
@@ -45,7 +46,8 @@ async def team(client_factory, app):
     return org_id, (owner, owner_id), (admin, admin_id), (agent, agent_id)
 
 
-async def test_a_role_change_revokes_sessions_and_gateway_tokens_at_once(client_factory, app, redis_client):
+async def test_a_role_change_kills_gateway_tokens_at_once_and_applies_to_the_next_request(client_factory, app,
+                                                                                         redis_client):
     org_id, (owner, _), (admin, _), (agent, agent_id) = await team(client_factory, app)
     issued = await agent.call("POST", f"/v1/orgs/{org_id}/gateway-token")
     assert issued.status == 200
@@ -61,13 +63,16 @@ async def test_a_role_change_revokes_sessions_and_gateway_tokens_at_once(client_
     assert event == {"kind": "role_changed", "org": str(org_id), "user": str(agent_id), "version": 1}
     # the record gateways check on (re)connection: tokens below version 1 are dead
     assert (await redis_client.get(f"cv:rv:s:{org_id}:{agent_id}")).decode() == "-1:1"
-    assert (await agent.call("GET", "/v1/me")).status == 401
-    entry = (await owner.call("GET", f"/v1/orgs/{org_id}/audit?action=member.role_changed")).body["items"][0]
+    # the session stands: the next request already has the admin's permissions (audit.read)
+    entry = (await agent.call("GET", f"/v1/orgs/{org_id}/audit?action=member.role_changed")).body["items"][0]
     assert entry["details"] == {"from": "agent", "to": "admin"} and entry["target_id"] == str(agent_id)
+    # and back to agent: the same session loses them on the next request
+    assert (await owner.call("PATCH", f"/v1/orgs/{org_id}/members/{agent_id}", {"role": "agent"})).status == 200
+    assert (await agent.call("GET", f"/v1/orgs/{org_id}/audit")).code == "forbidden"
+    assert (await owner.call("PATCH", f"/v1/orgs/{org_id}/members/{agent_id}", {"role": "admin"})).status == 200
     # a new token carries the new role and version
-    await agent.login(agent.email)
     fresh = TokenVerifier(app[keys.CONFIG]).verify((await agent.call("POST", f"/v1/orgs/{org_id}/gateway-token")).body["token"])
-    assert (fresh.role, fresh.version) == ("admin", 1)
+    assert (fresh.role, fresh.version) == ("admin", 3)
 
 
 async def test_gateway_tokens_need_a_csrf_token_and_membership(client_factory, app):
@@ -134,8 +139,12 @@ async def test_overrides_grant_and_withdraw_access(client_factory, app):
     assert unknown.body["error"]["details"]["field"] == "overrides.billing"
 
 
-async def test_removing_a_member_cuts_everything_at_once(client_factory, app, redis_client):
+async def test_removing_a_member_cuts_this_organisation_at_once_and_nothing_else(client_factory, app, redis_client):
     org_id, (owner, owner_id), (admin, admin_id), (agent, agent_id) = await team(client_factory, app)
+    # the agent also works for another organisation, with the same sign-in
+    other_owner, other_owner_id, _ = await signed_in(client_factory, app)
+    other_org = await make_org(app, other_owner_id)
+    await add_member(app, other_org, agent_id, "agent")
     assert (await agent.call("DELETE", f"/v1/orgs/{org_id}/members/{admin_id}")).code == "forbidden"
     assert (await admin.call("DELETE", f"/v1/orgs/{org_id}/members/{owner_id}")).code == "forbidden"
     async with control_events(redis_client) as next_event:
@@ -144,9 +153,12 @@ async def test_removing_a_member_cuts_everything_at_once(client_factory, app, re
     assert event == {"kind": "member_removed", "org": str(org_id), "user": str(agent_id)}
     cut, version = (await redis_client.get(f"cv:rv:s:{org_id}:{agent_id}")).decode().split(":")
     assert int(cut) > 0 and version == "-1"  # every token issued until now is dead
-    assert (await agent.call("GET", "/v1/me")).status == 401
-    await agent.login(agent.email)
+    # at once, with the same session: this organisation is gone, the other one is untouched
     assert (await agent.call("GET", f"/v1/orgs/{org_id}")).code == "not_found"
+    me = await agent.call("GET", "/v1/me")
+    assert me.status == 200 and [o["org_id"] for o in me.body["organisations"]] == [str(other_org)]
+    assert (await agent.call("GET", f"/v1/orgs/{other_org}")).status == 200
+    assert await redis_client.get(f"cv:rv:s:{other_org}:{agent_id}") is None      # its gateway tokens live on
     members = (await owner.call("GET", f"/v1/orgs/{org_id}/members")).body["items"]
     assert str(agent_id) not in {m["user_id"] for m in members}
     assert (await admin.call("DELETE", f"/v1/orgs/{org_id}/members/{agent_id}")).code == "not_found"

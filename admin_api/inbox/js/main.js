@@ -170,14 +170,18 @@ class App {
     this.go(next, { replace: true });
   }
 
-  // The gateway closed the socket for good (member removed, signed out elsewhere): find out
-  // whether the session still stands; if not, back to the sign-in page at once.
+  // The gateway closed the socket for good (member removed, organisation deleted, signed out
+  // elsewhere): find out whether the session still stands; if not, back to the sign-in page at
+  // once. If it does, the organisation is gone from this person's list: say so and go on in
+  // their next organisation (or the welcome page when there is none).
   async accessLost() {
+    const lost = this.org;
     try {
       await this.api.get(paths.session, { quiet401: true });
       this.me = await this.api.get(paths.me, { quiet401: true });
+      const still = lost && this.me.organisations.some((o) => o.org_id === lost.id);
       this.stopWorkspace();
-      this.notice = null;
+      this.notice = lost && !still ? "You no longer have access to " + lost.name + "." : null;
       this.show(this.router.current);
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;

@@ -273,6 +273,10 @@ export function welcomePage(app) {
   const box = alertBox();
   const submit = h("button", { type: "submit", class: "primary wide" }, "Create organisation");
   const form = h("form", { novalidate: true }, field("Organisation name", name, "Usually your company or app studio."), box, submit);
+  if (app.notice) {
+    showAlert(box, app.notice, "info");    // e.g. "You no longer have access to …" after a removal
+    app.notice = null;
+  }
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     if (!name.value.trim()) return fieldError(name, "Give your organisation a name.") || name.focus();

@@ -24,6 +24,8 @@ export class Shell {
     this.inbox = null;
     this.settings = null;
     this.banner = h("div", { class: "banner", role: "status", aria: { live: "polite" }, hidden: true });
+    this.notice = app.notice || null;       // e.g. "You no longer have access to …" after a removal
+    app.notice = null;
     this.main = h("main", { class: "main", id: "main", tabindex: "-1" });
     this.navInbox = h("a", { class: "nav-link", href: href("inbox"), aria: { label: "Inbox" } }, icon("inbox"), h("span", { text: "Inbox" }),
       this.unreadBadge = h("span", { class: "nav-badge", hidden: true }));
@@ -117,7 +119,7 @@ export class Shell {
     // Also on the root element: styles and tests can tell whether the inbox is live.
     document.documentElement.dataset.connection = state;
     if (BANNERS[state]) this.setBannerText(BANNERS[state], state === "stopped" ? "error" : "warning");
-    else this.setBannerText(this.billingBanner || null, "warning");
+    else this.showQuietBanner();
   }
 
   // Billing (every member): while a payment failed the organisation keeps chatting and sees
@@ -129,9 +131,13 @@ export class Shell {
     } catch (e) {
       this.billingBanner = null;
     }
-    if (!this.ws.connection || !BANNERS[this.ws.connection.state]) {
-      this.setBannerText(this.billingBanner || null, "warning");
-    }
+    if (!this.ws.connection || !BANNERS[this.ws.connection.state]) this.showQuietBanner();
+  }
+
+  // What the banner says while the connection is fine: the billing warning, else a notice.
+  showQuietBanner() {
+    if (this.billingBanner) this.setBannerText(this.billingBanner, "warning");
+    else this.setBannerText(this.notice, "info");
   }
 
   setBannerText(text, kind = "warning") {
