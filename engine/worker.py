@@ -28,7 +28,7 @@ import time
 
 import asyncpg
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from convot.config import Config
@@ -198,7 +198,7 @@ class Worker:
                 seqs_by_shard.setdefault(shard, []).extend((conv, seq))
         for shard, args in seqs_by_shard.items():
             pipe.evalsha(self.scripts.persisted.sha, 1, keys.stream(shard), len(args) // 2, *args)
-        await pipe.execute(raise_on_error=False)
+        await self._after_commit(pipe, seqs_by_shard)
         m.persisted.inc(len(entries) - len(bad))
         m.batch_size.observe(len(entries))
         oldest_ms = min(int(eid.split(b"-", 1)[0]) for _, eid, _ in entries)
@@ -206,6 +206,26 @@ class Worker:
         m.persist_seconds.observe(time.monotonic() - started)
         if bad:
             m.dead_letters.inc(len(bad))
+
+    async def _after_commit(self, pipe, seqs_by_shard: dict[int, list]) -> None:
+        """Run the acknowledgements and persisted.lua calls.  Redis restarted from its AOF
+        keeps the data but not the script cache: then persisted.lua answers NOSCRIPT, and
+        ignoring it would leave every conversation's persisted sequence behind for good (the
+        recent lists never trimmed back to their cap).  Scripts are loaded again and the
+        calls repeated; any other failure is logged -- the entries stay pending and are
+        written again (idempotently) and acknowledged by a later batch."""
+        results = await pipe.execute(raise_on_error=False)
+        if any(isinstance(r, NoScriptError) for r in results):
+            await self.scripts.load(self.redis)
+            again = self.redis.pipeline(transaction=False)
+            for shard, args in seqs_by_shard.items():
+                again.evalsha(self.scripts.persisted.sha, 1, keys.stream(shard), len(args) // 2, *args)
+            results = [r for r in results if not isinstance(r, NoScriptError)]
+            results += await again.execute(raise_on_error=False)
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            log.warning("after commit: %d of %d acknowledgement/persisted-sequence calls failed (%s)",
+                        len(failed), len(results), type(failed[0]).__name__)
 
     async def _write_with_retry(self, raw, entries, bad, plans=None) -> None:
         backoff = 0.1

@@ -77,6 +77,30 @@ async def test_deleted_conversation_is_not_resurrected_by_a_late_message(config,
     assert row is None and msgs == []
 
 
+async def test_a_lost_script_cache_does_not_stop_the_persisted_sequence(config, db, owner_db, redis_client):
+    """Redis restarted from its AOF has the data but no scripts: persisted.lua is loaded again."""
+    tenant = await seed_tenant(owner_db)
+    worker = Worker(config, redis=redis_client, pool=db, consumer=f"w-{uuid.uuid4().hex[:6]}")
+    await worker.setup()
+    while await worker.step():        # what earlier tests left
+        pass
+    engine = EngineClient(config, pool=db)
+    await engine.start()
+    try:
+        conv = (await engine.start_conversation(tenant.org, tenant.contacts[0], tenant.app, body="hi")).conversation_id
+        await engine.send_message(tenant.org, conv, type="outgoing", author_kind="member", author_id=tenant.agents[0],
+                                  body="hello")
+    finally:
+        await engine.close()
+    await redis_client.script_flush()
+    while await worker.step():
+        pass
+    meta = keys.meta(keys.shard_of(tenant.org, config.engine.shards), conv)
+    assert int(await redis_client.hget(meta, "pseq")) == 2
+    shard = keys.stream(keys.shard_of(tenant.org, config.engine.shards))
+    assert (await redis_client.xpending(shard, keys.GROUP))["pending"] == 0
+
+
 async def test_dead_workers_pending_entries_are_claimed(config, db, owner_db, redis_client):
     cfg = config.replace(engine={"claim_idle_ms": 200})
     tenant = await seed_tenant(owner_db)
