@@ -904,6 +904,13 @@ class Gateway:
             if conn.sm.state in (p.ConnState.READY, p.ConnState.AUTHENTICATING):
                 conn.sm.to(p.ConnState.DRAINING)
         await self.engine.router.idle()
+        # Read positions waiting for their conversation get one last try (what still misses
+        # is then counted as dropped: nothing holds it after this process).
+        if self._read_retry_timer is not None:
+            self._read_retry_timer.cancel()
+            self._read_retry_timer = None
+        for item in self.read_retries.due(float("inf")):
+            self.read_positions.submit(item)
         await self.read_positions.idle()
         for _ in range(3):
             await asyncio.sleep(0)

@@ -258,3 +258,33 @@ async def test_receipts_are_delivered_while_positions_cannot_be_stored(cut_pg_ga
     await reader.send(type="read", conversation_id=conv, seq=5)
     await wait_position(owner_db, tenant.org, tenant.agents[0], conv, 5)
     assert _counted("stored") >= stored_before + 1
+
+
+async def test_a_held_read_gets_a_last_try_when_the_gateway_drains(config, db, owner_db, redis_client):
+    """A position still waiting for its conversation when the gateway shuts down is tried once
+    more in drain(): stored if the row is there by then, never left behind silently."""
+    from convot.tokens import TokenVerifier
+    from engine.client import EngineClient
+    from gateway.server import Gateway
+
+    tenant = await seed_tenant(owner_db)
+    engine = EngineClient(config, pool=db)
+    await engine.start()
+    gateway = Gateway(config, redis=redis_client, pool=db, engine=engine, verifier=TokenVerifier(config))
+    gateway.read_retries.first = 3600.0          # the regular retry would come far too late
+    try:
+        conv = str(uuid.uuid4())
+        agent = tenant.agents[0]
+        await gateway.read_positions.submit((tenant.org, agent, conv, 3))
+        await gateway.read_positions.idle()
+        assert len(gateway.read_retries) == 1 and (agent, conv) not in await positions(owner_db, tenant.org)
+        async with owner_db.transaction():           # the worker persists the conversation meanwhile
+            await owner_db.execute("SELECT set_config('convot.org_id', $1, true)", tenant.org)
+            await owner_db.execute(
+                "INSERT INTO conversations (id, org_id, app_id, contact_id, last_seq) VALUES ($1, $2, $3, $4, 3)",
+                uuid.UUID(conv), uuid.UUID(tenant.org), uuid.UUID(tenant.app), uuid.UUID(tenant.contacts[0]))
+        await gateway.drain()
+        assert (await positions(owner_db, tenant.org))[(agent, conv)] == 3
+        assert len(gateway.read_retries) == 0
+    finally:
+        await engine.close()
