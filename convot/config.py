@@ -308,23 +308,14 @@ def _coerce(key: str, typ: type, raw: Any, from_env: bool) -> Any:
         if from_env and isinstance(raw, str) and raw.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
             return raw.lower() in {"1", "true", "yes", "on"}
         raise ConfigError(f"config {key}: expected {expected}, got {raw!r}")
-    if typ is int:
-        if isinstance(raw, bool):
-            raise ConfigError(f"config {key}: expected {expected}, got {raw!r}")
-        if isinstance(raw, int):
-            return raw
+    if typ is int or typ is float:
+        # TOML gives numbers (an int where a float is expected is fine, never the reverse, never
+        # a bool); the environment gives text, parsed here.
+        if isinstance(raw, int) and not isinstance(raw, bool) or typ is float and isinstance(raw, float):
+            return typ(raw)
         if from_env and isinstance(raw, str):
             try:
-                return int(raw.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"config {key}: expected {expected}, got {raw!r}")
-    if typ is float:
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return float(raw)
-        if from_env and isinstance(raw, str):
-            try:
-                return float(raw.strip())
+                return typ(raw.strip())
             except ValueError:
                 pass
         raise ConfigError(f"config {key}: expected {expected}, got {raw!r}")

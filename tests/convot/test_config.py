@@ -64,3 +64,19 @@ def test_config_is_frozen():
     config = load_config(env={})
     with pytest.raises(AttributeError):
         config.gateway.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("port = 9000", True), ("port = 9000.5", False), ("port = true", False), ('port = "9000"', False),
+    ("rate_limit_per_second = 3", True), ("rate_limit_per_second = 2.5", True), ("rate_limit_per_second = false", False),
+])
+def test_numbers_in_the_file_keep_their_type(tmp_path, text, ok):
+    """TOML numbers: an int where a float is expected is fine; a float for an int, a bool or a
+    string for either is refused (only the environment's text is parsed)."""
+    path = tmp_path / "c.toml"
+    path.write_text(f"[gateway]\n{text}\n")
+    if ok:
+        load_config(path, env={})
+    else:
+        with pytest.raises(ConfigError, match="gateway."):
+            load_config(path, env={})
