@@ -66,9 +66,9 @@ def throttle_key(limit: Limit, subject: str) -> str:
     return f"cv:{{throttle}}:{limit.name}:{digest}"
 
 
-def rate_limited(wait_ms: int, *limits: "Limit") -> ApiError:
+def rate_limited(wait_ms: int, limit: "Limit", *more: "Limit") -> ApiError:
     """The 429 answer; counted in ``convot_rate_limited_total{limit=<names of the limits checked>}``."""
-    count_rate_limited(*(limit.name for limit in limits) if limits else ("other",))
+    count_rate_limited(limit.name, *(m.name for m in more))
     seconds = max(1, math.ceil(wait_ms / 1000))
     return ApiError("rate_limited", details={"retry_after": seconds}, headers={"Retry-After": str(seconds)})
 
