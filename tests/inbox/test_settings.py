@@ -59,7 +59,8 @@ async def test_sign_up_verify_accept_an_invitation_then_change_role_and_access(s
     await page.wait_for_selector(".conv-list")
     await page.wait_for_selector("html[data-connection=ready]", state="attached")
 
-    # The owner sees Nina, grants her Revenue, then makes her an admin: her open inbox is signed out.
+    # The owner sees Nina, grants her Revenue, then makes her an admin: she stays signed in and
+    # her next request has the admin's rights.
     await owner.reload()
     row = owner.locator("tr", has_text="Nina New")
     await row.wait_for()
@@ -70,9 +71,11 @@ async def test_sign_up_verify_accept_an_invitation_then_change_role_and_access(s
     assert await owner.locator("tr", has_text="Nina New").get_by_label("Revenue").is_checked()
     await owner.locator("tr", has_text="Nina New").get_by_label("Role of Nina New").select_option("admin")
     await owner.get_by_role("dialog", name="Change role?").get_by_role("button", name="Change role").click()
-    await page.wait_for_selector("form input[name=email]")
     await owner.locator("tr", has_text="Nina New").get_by_label("Role of Nina New").wait_for()
     assert await owner.locator("tr", has_text="Nina New").get_by_label("Role of Nina New").input_value() == "admin"
+    await page.goto(stack.api + "/app/settings/audit")          # an admin's page (audit.read)
+    await page.locator("h2", has_text="Audit log").wait_for()
+    assert "/app/login" not in page.url
 
 
 async def test_two_factor_enrolment_sign_in_with_a_code_and_required_mfa(stack, browsers, owner_db):
