@@ -106,6 +106,10 @@ class Outbox:
             return False
         return True
 
+    async def join(self) -> None:
+        """Wait until every mail queued so far was delivered or given up."""
+        await self._queue.join()
+
     async def _run(self) -> None:
         while True:
             mail = await self._queue.get()
