@@ -70,8 +70,10 @@ async def test_sign_up_verify_accept_an_invitation_then_change_role_and_access(s
     await owner.locator("tr", has_text="Nina New").get_by_label("Revenue").wait_for()
     assert await owner.locator("tr", has_text="Nina New").get_by_label("Revenue").is_checked()
     await owner.locator("tr", has_text="Nina New").get_by_label("Role of Nina New").select_option("admin")
-    await owner.get_by_role("dialog", name="Change role?").get_by_role("button", name="Change role").click()
-    await owner.locator("tr", has_text="Nina New").get_by_label("Role of Nina New").wait_for()
+    async with owner.expect_response(lambda r: r.request.method == "PATCH" and "/members/" in r.url) as answer:
+        await owner.get_by_role("dialog", name="Change role?").get_by_role("button", name="Change role").click()
+    assert (await answer.value).status == 200
+    await owner.reload()
     assert await owner.locator("tr", has_text="Nina New").get_by_label("Role of Nina New").input_value() == "admin"
     await page.goto(stack.api + "/app/settings/audit")          # an admin's page (audit.read)
     await page.locator("h2", has_text="Audit log").wait_for()
