@@ -131,8 +131,8 @@ class EngineClient:
         await self.router.close()
         if self._append_conn is not None:
             await self._append_conn.aclose()
+        await self._publishes.idle()          # queued ephemeral events (a drain's presence) go out
         if self._publish_conn is not None:
-            await self._publishes.idle()
             await self._publish_conn.aclose()
         if self._own_redis:
             await self.redis.aclose()
@@ -438,12 +438,19 @@ class EngineClient:
         ``members_only``; ``everyone`` reaches every socket of the organisation.  ``sender``
         (a connection id) is skipped.
         """
-        audience = "o" if everyone else ("m" if members_only else "a")
-        header = f"{org_id}|{contact_id}|{audience}|{sender}|".encode()
         try:
-            await self._publishes.submit((keys.ephemeral_channel(self.shard_of(org_id)), header + frame))
+            await self.publish_ephemeral_nowait(org_id, frame, contact_id=contact_id, members_only=members_only,
+                                                everyone=everyone, sender=sender)
         except _REDIS_DOWN:
             raise EngineError("unavailable", "Redis unavailable") from None
+
+    def publish_ephemeral_nowait(self, org_id: str, frame: bytes, *, contact_id: str = "", members_only: bool = False,
+                                 everyone: bool = False, sender: str = "") -> asyncio.Future:
+        """:meth:`publish_ephemeral` for callers that do not wait (no task each): the future of
+        the batched PUBLISH, failed with the Redis error if it could not be sent."""
+        audience = "o" if everyone else ("m" if members_only else "a")
+        header = f"{org_id}|{contact_id}|{audience}|{sender}|".encode()
+        return self._publishes.submit((keys.ephemeral_channel(self.shard_of(org_id)), header + frame))
 
     async def _publish_batch(self, items: list[tuple[str, bytes]]) -> list:
         if self._publish_conn is None:      # Redis Cluster: each channel through the cluster client

@@ -379,7 +379,6 @@ class Gateway:
         self.limits = p.Limits(config.gateway.max_message_chars)
         self.fanout = Fanout(self)
         self.conns: set[Conn] = set()
-        self.tasks: set[asyncio.Task] = set()
         self.conversations: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.subjects: dict[tuple, tuple[float, str | None]] = {}
         self.draining = False
@@ -744,16 +743,10 @@ class Gateway:
         conn.send(orjson.dumps({"type": "ok", "ref": req.ref}), "ok")
 
     def _presence_contact(self, pr: authz.Principal, state: str) -> None:
+        """A shopper came or went: told to the organisation's members, best effort (no task: a
+        reconnect wave announces thousands; engine.close() flushes what is queued)."""
         frame = orjson.dumps({"type": "presence", "subject": {"kind": "contact", "id": pr.subject}, "state": state})
-        task = asyncio.get_running_loop().create_task(self._publish_quietly(pr.org_id, frame))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _publish_quietly(self, org_id: str, frame: bytes) -> None:
-        try:
-            await self.engine.publish_ephemeral(org_id, frame, members_only=True)
-        except EngineError:
-            pass
+        self.engine.publish_ephemeral_nowait(pr.org_id, frame, members_only=True).add_done_callback(_retrieved)
 
     async def on_resume(self, conn: Conn, req: p.Resume) -> None:
         pr = conn.principal
@@ -916,6 +909,12 @@ class Gateway:
             await asyncio.sleep(0)
 
 
+def _retrieved(fut: asyncio.Future) -> None:
+    """Done callback of a best-effort future: its failure is seen (not logged as never retrieved)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def _kind(pr: authz.Principal) -> str:
     return "contact" if pr.is_shopper else "member"
 
@@ -988,8 +987,6 @@ async def serve(config: Config, *, ready: asyncio.Future | None = None) -> None:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        if gateway.tasks:
-            await asyncio.gather(*list(gateway.tasks), return_exceptions=True)
         await gateway.presence.close(presence_writer)   # closed sockets start their grace period
         await engine.close()
         if gateway.lookup_conn is not None:

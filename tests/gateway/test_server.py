@@ -39,6 +39,17 @@ async def test_shopper_and_agent_chat(gw, tenant):
     assert [f for f in await shopper.quiet() if f["type"] == "message"] == []
 
 
+async def test_a_shoppers_coming_and_going_reaches_the_members_only(gw, tenant):
+    agent = await gw.member(tenant, tenant.agents[0])
+    other = await gw.shopper(tenant, 1)
+    shopper = await gw.shopper(tenant, 0)
+    contact = {"kind": "contact", "id": tenant.contacts[0]}
+    assert (await agent.expect("presence", subject=contact))["state"] == "online"
+    await shopper.close()
+    assert (await agent.expect("presence", subject=contact))["state"] == "offline"
+    assert not [f for f in await other.quiet() if f["type"] == "presence"]      # never to other shoppers
+
+
 async def test_notes_never_reach_a_shopper(gw, tenant):
     agent = await gw.member(tenant, tenant.agents[0])
     other_agent = await gw.member(tenant, tenant.agents[1])
