@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from convot.embedded import free_port
+from convot.embedded import _set_pdeathsig, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +75,7 @@ def _server_processes(data_dir: Path) -> list[str]:
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "convot.cli", "up"], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+        preexec_fn=_set_pdeathsig,       # never outlives a killed test run
     )
 
 

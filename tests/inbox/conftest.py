@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from convot.config import Config
-from convot.embedded import free_port
+from convot.embedded import _set_pdeathsig, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -54,7 +54,8 @@ class Stack:
     def start(self, name: str) -> None:
         log = open(self.logs / f"{name}.log", "ab")
         self.procs[name] = subprocess.Popen([sys.executable, "-m", "convot.cli", SERVICES[name]], env=self.env,
-                                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_set_pdeathsig)   # never outlives a killed test run
         log.close()
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from convot.config import REPO_ROOT
-from convot.embedded import free_port
+from convot.embedded import _set_pdeathsig, free_port
 from tests.ops.promtool import promtool
 
 pytestmark = pytest.mark.slow
@@ -55,9 +55,14 @@ def test_up_with_several_processes_is_scraped_through_the_targets_files(servers,
         CONVOT_GATEWAY_DRAIN_SECONDS="1",
     )
     env["CONVOT_ADMIN_API_PUBLIC_URL"] = f"http://127.0.0.1:{env['CONVOT_ADMIN_API_PORT']}"
+    # The session's keys: `up` refreshes the shared demo organisation, and a key of its own
+    # would leave secrets later tests (the inbox stack) cannot decrypt.
+    auth = servers.config().auth
+    env.update(CONVOT_AUTH_JWT_PRIVATE_KEYS=auth.jwt_private_keys, CONVOT_AUTH_ENCRYPTION_KEYS=auth.encryption_keys)
     log = open(tmp_path / "up.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "convot.cli", "up", "--gateways", "2", "--workers", "2"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=_set_pdeathsig)
     try:
         folder = data_dir / "prometheus"
         deadline = time.monotonic() + 90
