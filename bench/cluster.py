@@ -75,9 +75,10 @@ class EmbeddedRedisCluster:
             raise EmbeddedError(f"redis-cli --cluster create failed: {proc.stdout[-500:]}{proc.stderr[-500:]}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = subprocess.run([cli, "-p", str(self.nodes[0].port), "cluster", "info"], env=env,
-                                  capture_output=True, text=True, timeout=10).stdout
-            if "cluster_state:ok" in info:
+            # every node: one that has not converged yet answers CLUSTERDOWN for its own slots
+            if all("cluster_state:ok" in subprocess.run([cli, "-p", str(n.port), "cluster", "info"], env=env,
+                                                          capture_output=True, text=True, timeout=10).stdout
+                   for n in self.nodes):
                 return self
             time.sleep(0.2)
         self.stop()
