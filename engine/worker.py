@@ -196,8 +196,7 @@ class Worker:
             shard = keys.shard_of(p.org_id, self.e.shards)
             for conv, seq in p.max_seq.items():
                 seqs_by_shard.setdefault(shard, []).extend((conv, seq))
-        for shard, args in seqs_by_shard.items():
-            pipe.evalsha(self.scripts.persisted.sha, 1, keys.stream(shard), len(args) // 2, *args)
+        self._add_persisted(pipe, seqs_by_shard)
         await self._after_commit(pipe, seqs_by_shard)
         m.persisted.inc(len(entries) - len(bad))
         m.batch_size.observe(len(entries))
@@ -206,6 +205,11 @@ class Worker:
         m.persist_seconds.observe(time.monotonic() - started)
         if bad:
             m.dead_letters.inc(len(bad))
+
+    def _add_persisted(self, pipe, seqs_by_shard: dict[int, list]) -> None:
+        """One persisted.lua call per shard: (conversation, seq) pairs whose pseq may rise."""
+        for shard, args in seqs_by_shard.items():
+            pipe.evalsha(self.scripts.persisted.sha, 1, keys.stream(shard), len(args) // 2, *args)
 
     async def _after_commit(self, pipe, seqs_by_shard: dict[int, list]) -> None:
         """Run the acknowledgements and persisted.lua calls.  Redis restarted from its AOF
@@ -218,8 +222,7 @@ class Worker:
         if any(isinstance(r, NoScriptError) for r in results):
             await self.scripts.load(self.redis)
             again = self.redis.pipeline(transaction=False)
-            for shard, args in seqs_by_shard.items():
-                again.evalsha(self.scripts.persisted.sha, 1, keys.stream(shard), len(args) // 2, *args)
+            self._add_persisted(again, seqs_by_shard)
             results = [r for r in results if not isinstance(r, NoScriptError)]
             results += await again.execute(raise_on_error=False)
         failed = [r for r in results if isinstance(r, Exception)]
